@@ -1,0 +1,107 @@
+"""The catalog: Parquet tables (polars) in data_dir/catalog, partitioned by video.
+
+Layout (one file per video and table, so a video is replaced or dropped without
+rewriting the archive, and a crash can only lose the video being written):
+
+    catalog/videos/<video_id>.parquet     one row; written LAST, so its presence means "complete"
+    catalog/clips/<video_id>.parquet      one row per 1.5 s clip
+    catalog/sentences/<video_id>.parquet  one row per transcript sentence
+    catalog/errors/<path_key>.parquet     one row per file that failed, keyed by its path
+
+Every file is written to a temporary name in the same folder, fsynced and renamed
+over the target (atomic on POSIX), so a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+log = logging.getLogger(__name__)
+
+TABLES = ("videos", "clips", "sentences", "errors")
+
+
+def atomic_write_parquet(df: pl.DataFrame, path: Path) -> None:
+    """Write `df` to `path` so that `path` is either the old file or the complete new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            df.write_parquet(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def path_key(path: str | Path) -> str:
+    """A file-name-safe key for an input path (errors are keyed by path: a bad file may have no id)."""
+    return hashlib.sha1(str(path).encode("utf-8", "surrogateescape")).hexdigest()[:20]
+
+
+class Catalog:
+    def __init__(self, data_dir: str | Path):
+        self.root = Path(data_dir) / "catalog"
+
+    def _file(self, table: str, key: str) -> Path:
+        if table not in TABLES:
+            raise ValueError(f"unknown catalog table {table!r}")
+        return self.root / table / f"{key}.parquet"
+
+    # -- writing ---------------------------------------------------------------------------------------
+    def put(self, table: str, key: str, df: pl.DataFrame) -> None:
+        atomic_write_parquet(df, self._file(table, key))
+
+    def put_video(self, video_id: str, video_row: dict, **tables: pl.DataFrame) -> None:
+        """Store one video's tables, then its `videos` row (the commit marker)."""
+        for table, df in tables.items():
+            self.put(table, video_id, df)
+        self.put("videos", video_id, pl.DataFrame([video_row]))
+
+    def remove_video(self, video_id: str) -> None:
+        # The videos row goes first: a crash half-way leaves orphans that read_table ignores.
+        for table in ("videos", "clips", "sentences"):
+            self._file(table, video_id).unlink(missing_ok=True)
+
+    def put_error(self, path: str | Path, stage: str, message: str) -> None:
+        row = {"path": str(path), "stage": stage, "error": message, "time": time.time()}
+        self.put("errors", path_key(path), pl.DataFrame([row]))
+
+    def clear_error(self, path: str | Path) -> None:
+        self._file("errors", path_key(path)).unlink(missing_ok=True)
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def files(self, table: str) -> list[Path]:
+        folder = self.root / table
+        return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+    def video_ids(self) -> set[str]:
+        return {p.stem for p in self.files("videos")}
+
+    def read_table(self, table: str, video_ids: set[str] | None = None) -> pl.DataFrame:
+        """All rows of a table, limited to complete videos (those with a `videos` row)."""
+        complete = self.video_ids() if table != "errors" else None
+        keep = complete if video_ids is None else (video_ids & complete if complete is not None else video_ids)
+        frames = []
+        for file in self.files(table):
+            if keep is not None and file.stem not in keep:
+                continue
+            try:
+                frames.append(pl.read_parquet(file))
+            except Exception as exc:  # a damaged file must not hide the rest of the archive
+                log.warning("skipping unreadable catalog file %s: %s", file, exc)
+        if not frames:
+            return pl.DataFrame()
+        return pl.concat(frames, how="diagonal_relaxed")
+
+    def read_video(self, video_id: str, table: str) -> pl.DataFrame:
+        return self.read_table(table, {video_id})

@@ -1,0 +1,1 @@
+"""The store adapter (Qdrant), query encoding, fusion, reranking and the SearchEngine API."""

@@ -1,0 +1,1 @@
+"""The Streamlit app: a thin client of `search`."""

@@ -1,0 +1,114 @@
+"""`vbsearch` console script: a thin table of subcommands.
+
+Each implemented subcommand lives in the module that owns its work and exposes
+`add_arguments(parser)` and `run(args, settings) -> int` (the exit status).
+Modules are imported only when their subcommand runs, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from dataclasses import dataclass
+
+from vbsearch import __version__
+from vbsearch.config import ASR_BACKENDS, DEVICES, FEATURES, ConfigError, load_settings
+
+log = logging.getLogger("vbsearch")
+
+EXIT_NOT_IMPLEMENTED = 3
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    target: str | None  # "package.module" with add_arguments/run; None = not implemented yet
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("index", "ingest videos into the catalog and the search index (incremental)", None),
+    Command("search", "search the index with a text query", None),
+    Command("train", "fit the visual vocabulary and pretrain VideoBERT on the catalog", None),
+    Command("ui", "open the Streamlit search UI", None),
+    Command("status", "show the data dir: catalog counts, failed files, model and index", "vbsearch.status"),
+    Command("transcript", "export a video's recognised speech as srt, vtt, json or txt", None),
+    Command("classify", "zero-shot masked-word prediction for a video window (the paper's Task 2)", None),
+    Command("eval", "retrieval quality on a sample archive with known truth", None),
+    Command("serve", "serve the search engine over HTTP (OpenAPI-documented)", None),
+)
+
+# Flags shared by every subcommand; None means "not given" so lower layers (env, vbsearch.toml) win.
+SETTINGS_FLAGS = ("data_dir", "features", "asr", "asr_model", "model_dir", "s3d_weights", "qdrant_url", "device")
+
+
+def _common_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: also libraries)")
+    common.add_argument("--data-dir", help="data dir (default: $VBSEARCH_DATA_DIR or ./vbsearch-data)")
+    common.add_argument("--qdrant-url", help="Qdrant server URL (default: embedded store in the data dir); "
+                        "the API key comes from $VBSEARCH_QDRANT_API_KEY")
+    common.add_argument("--device", choices=DEVICES, help="torch device (default: auto)")
+    return common
+
+
+def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags that choose how media is understood (index, train, transcript, ...)."""
+    parser.add_argument("--features", choices=FEATURES, help="clip feature extractor (default: colormotion)")
+    parser.add_argument("--asr", choices=ASR_BACKENDS,
+                        help="speech backend (default: auto = sidecar .srt/.vtt when present, else faster-whisper)")
+    parser.add_argument("--asr-model", help="whisper model name or path (default: offline tiny.en when installed)")
+    parser.add_argument("--model", dest="model_dir", help="load this VideoBERT checkpoint dir instead of training")
+    parser.add_argument("--s3d-weights", help="local S3D Kinetics-400 weights file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vbsearch",
+        description="Semantic video search for media archives, built on VideoBERT.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `vbsearch COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"vbsearch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    common = _common_parser()
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, parents=[common])
+        _add_pipeline_flags(p)
+        if cmd.target is None:
+            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        else:
+            importlib.import_module(cmd.target).add_arguments(p)
+        p.set_defaults(_command=cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_command", None):
+        parser.print_help()
+        return 2
+    from vbsearch.log import setup_logging
+
+    setup_logging(args.verbose)
+    cmd: Command = args._command
+    if cmd.target is None:
+        print(f"vbsearch {cmd.name}: not implemented yet", file=sys.stderr)
+        return EXIT_NOT_IMPLEMENTED
+    try:
+        settings = load_settings({k: getattr(args, k, None) for k in SETTINGS_FLAGS})
+    except ConfigError as exc:
+        print(f"vbsearch: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(importlib.import_module(cmd.target).run(args, settings) or 0)
+    except KeyboardInterrupt:
+        print("vbsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
