@@ -1,0 +1,73 @@
+"""`vbsearch status`: what the data dir holds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+from vbsearch.config import Settings
+
+MAX_ERRORS_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class Status:
+    data_dir: str  # absolute path of the data dir
+    store: str  # where vectors live: the embedded store's folder or the server URL
+    videos: int  # complete videos in the catalog
+    hours: float  # their total duration
+    clips: int  # 1.5 s clips
+    sentences: int  # transcript sentences
+    failed: list[dict] = field(default_factory=list)  # files that failed: path, stage, error
+    last_indexed: float | None = None  # unix time of the newest catalogued video
+
+
+def collect(settings: Settings) -> Status:
+    from indexer.catalog import Catalog
+
+    catalog = Catalog(settings.data_dir)
+    videos = catalog.read_table("videos")
+    errors = catalog.read_table("errors")
+
+    def rows(table: str) -> int:
+        return catalog.read_table(table).height
+
+    store = settings.qdrant_url or str((settings.data_dir / "qdrant").resolve())
+    return Status(
+        data_dir=str(settings.data_dir.resolve()),
+        store=store,
+        videos=videos.height,
+        hours=float(videos["duration"].sum()) / 3600 if videos.height and "duration" in videos.columns else 0.0,
+        clips=rows("clips"),
+        sentences=rows("sentences"),
+        failed=errors.select("path", "stage", "error").to_dicts() if errors.height else [],
+        last_indexed=float(videos["indexed_at"].max()) if videos.height and "indexed_at" in videos.columns else None,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the status as one JSON object")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    status = collect(settings)
+    if args.json:
+        print(json.dumps(asdict(status), indent=2))
+        return 0
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status.last_indexed)) if status.last_indexed else "never"
+    print(f"data dir      {status.data_dir}")
+    print(f"vector store  {status.store}")
+    print(f"videos        {status.videos} ({status.hours:.2f} h)")
+    print(f"clips         {status.clips}")
+    print(f"sentences     {status.sentences}")
+    print(f"last indexed  {when}")
+    print(f"failed files  {len(status.failed)}")
+    for err in status.failed[:MAX_ERRORS_SHOWN]:
+        print(f"  {err['path']}: [{err['stage']}] {err['error']}")
+    if len(status.failed) > MAX_ERRORS_SHOWN:
+        print(f"  ... and {len(status.failed) - MAX_ERRORS_SHOWN} more (see --json)")
+    if status.videos == 0:
+        print("\nNo videos indexed yet: run `vbsearch index PATH...`.")
+    return 0
