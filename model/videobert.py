@@ -1,0 +1,238 @@
+"""VideoBERT (Sun et al. 2019): one BERT encoder over [CLS] text [>] visual words [SEP].
+
+Config dataclass and modules only; inputs come from `model.tokenization`, training from
+`model.pretrain`. Heads:
+  - MLM: masked wordpieces, decoder tied to the text rows of the input embedding;
+  - MVM: masked visual words, decoder tied to the visual rows of the input embedding;
+  - alignment (LVA): aligned / not, from the pooled [CLS];
+  - contrastive: mean-pooled hidden states -> linear -> L2-normalised, so text-only and
+    video-only inputs land in one space (in-batch InfoNCE with a learnable temperature).
+Mean pooling is the choice because the offline initial checkpoint (all-MiniLM-L6-v2) was
+trained as a mean-pooled sentence encoder; with `embed_dim == hidden_size` the projection
+starts as the identity, so text search starts from MiniLM's sentence space.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class VideoBertConfig:
+    text_vocab_size: int  # WordPiece ids [0, text_vocab_size)
+    n_visual_words: int  # visual words, ids text_vocab_size + 1 + w
+    tokens_per_clip: int = 1  # >1 with a factored visual vocabulary
+    hidden_size: int = 384  # BERT width
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 12
+    intermediate_size: int = 1536
+    max_position_embeddings: int = 512  # clip-time positions, so also bounds the sequence
+    type_vocab_size: int = 2  # segment 0 text, 1 video
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    pad_token_id: int = 0
+    embed_dim: int = 384  # contrastive space width
+    temperature_init: float = 0.07  # initial InfoNCE temperature
+    temperature_min: float = 0.01  # logit scale is clamped at 1 / this (CLIP's guard)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.text_vocab_size + 1 + self.n_visual_words
+
+    @property
+    def visual_offset(self) -> int:
+        return self.text_vocab_size + 1
+
+    def bert_config(self):
+        from transformers import BertConfig
+
+        keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "max_position_embeddings", "type_vocab_size", "hidden_act", "hidden_dropout_prob",
+                "attention_probs_dropout_prob", "layer_norm_eps", "initializer_range", "pad_token_id")
+        return BertConfig(vocab_size=self.vocab_size, **{k: getattr(self, k) for k in keys})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VideoBertConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown VideoBERT config keys: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+@dataclass
+class VideoBertOutput:
+    hidden: torch.Tensor  # (B, T, H) last hidden states
+    pooled: torch.Tensor  # (B, H) pooled [CLS] (dense + tanh)
+
+
+class TiedLMHead(nn.Module):
+    """BERT's prediction head: dense + gelu + LayerNorm, then scores against a slice of the embedding."""
+
+    def __init__(self, cfg: VideoBertConfig, n_out: int):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        # h: (N, H), weight: (n_out, H) -> (N, n_out)
+        h = self.norm(F.gelu(self.dense(h)))
+        return h @ weight.t() + self.bias
+
+
+class VideoBert(nn.Module):
+    def __init__(self, cfg: VideoBertConfig):
+        super().__init__()
+        from transformers import BertModel
+
+        self.cfg = cfg
+        self.bert = BertModel(cfg.bert_config(), add_pooling_layer=True)
+        self.mlm_head = TiedLMHead(cfg, cfg.text_vocab_size)
+        self.mvm_head = TiedLMHead(cfg, cfg.n_visual_words)
+        self.align_head = nn.Linear(cfg.hidden_size, 2)  # logits: [not aligned, aligned]
+        self.proj = nn.Linear(cfg.hidden_size, cfg.embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature_init)))
+        self._init_heads()
+
+    def _init_heads(self) -> None:
+        std = self.cfg.initializer_range
+        for head in (self.mlm_head, self.mvm_head):
+            nn.init.normal_(head.dense.weight, std=std)
+            nn.init.zeros_(head.dense.bias)
+        nn.init.normal_(self.align_head.weight, std=std)
+        nn.init.zeros_(self.align_head.bias)
+        nn.init.zeros_(self.proj.bias)
+        if self.cfg.embed_dim == self.cfg.hidden_size:
+            nn.init.eye_(self.proj.weight)
+        else:
+            nn.init.normal_(self.proj.weight, std=1.0 / math.sqrt(self.cfg.hidden_size))
+
+    # -- encoder -----------------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+                position_ids: torch.Tensor) -> VideoBertOutput:
+        # all inputs (B, T) long
+        out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                        position_ids=position_ids)
+        return VideoBertOutput(hidden=out.last_hidden_state, pooled=out.pooler_output)
+
+    @property
+    def word_embeddings(self) -> torch.Tensor:
+        return self.bert.embeddings.word_embeddings.weight  # (V, H)
+
+    # -- heads ---------------------------------------------------------------------------------------
+    def mlm_logits(self, h: torch.Tensor) -> torch.Tensor:
+        # h: (N, H) hidden states at masked text positions -> (N, text_vocab_size)
+        return self.mlm_head(h, self.word_embeddings[: self.cfg.text_vocab_size])
+
+    def mvm_logits(self, h: torch.Tensor) -> torch.Tensor:
+        # h: (N, H) hidden states at masked visual positions -> (N, n_visual_words)
+        return self.mvm_head(h, self.word_embeddings[self.cfg.visual_offset:])
+
+    def align_logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        # pooled: (B, H) -> (B, 2)
+        return self.align_head(pooled)
+
+    def embed(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # hidden: (B, T, H), attention_mask: (B, T) -> (B, embed_dim), unit norm
+        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return F.normalize(self.proj(mean).float(), dim=-1)
+
+    def temperature_scale(self) -> torch.Tensor:
+        return self.logit_scale.clamp(max=math.log(1.0 / self.cfg.temperature_min)).exp()
+
+
+# -- initialisation from a pretrained text BERT --------------------------------------------------------
+
+def visual_embeddings_from_word_vectors(word_vectors: np.ndarray, hidden_size: int, target_norm: float,
+                                        seed: int = 0) -> torch.Tensor:
+    """Initial visual-word embeddings (n_words, hidden_size) from the vocabulary's word vectors.
+
+    The vectors are centred and projected on their top principal components (at most
+    hidden_size of them), so nearby centroids get nearby embeddings and the most varying
+    directions survive; a fixed seeded random rotation then spreads those components over all
+    hidden dimensions rather than the first few, and every row is scaled to `target_norm`
+    (the mean norm of the text embeddings) so visual and text tokens enter the first layer
+    at the same scale.
+    """
+    x = np.asarray(word_vectors, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"word vectors must be (n_words, D), got {x.shape}")
+    x = x - x.mean(0, keepdims=True)
+    k = max(1, min(hidden_size, x.shape[0], x.shape[1]))
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    coords = x @ vt[:k].T  # (n, k)
+    rng = np.random.default_rng(seed)
+    rot, _ = np.linalg.qr(rng.standard_normal((hidden_size, hidden_size)))
+    emb = coords @ rot[:k]  # (n, hidden)
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    # rows with no variation (e.g. a single word) get a random direction
+    flat = norms[:, 0] < 1e-8
+    if flat.any():
+        emb[flat] = rng.standard_normal((int(flat.sum()), hidden_size))
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    return torch.from_numpy(emb / norms * target_norm).float()
+
+
+def from_pretrained_bert(bert: str | None, n_visual_words: int, tokens_per_clip: int,
+                         word_vectors: np.ndarray | None, visual_sep_init_id: int,
+                         embed_dim: int | None = None, seed: int = 0) -> VideoBert:
+    """A VideoBERT whose encoder starts from a pretrained BERT (folder or name; None = offline MiniLM).
+
+    The vocabulary is the BERT's plus `[>]` (initialised as a copy of `visual_sep_init_id`'s
+    embedding, normally [SEP]) plus the visual words (see `visual_embeddings_from_word_vectors`;
+    random BERT-style rows if `word_vectors` is None). Heads start fresh: the offline MiniLM
+    ships no MLM head."""
+    from transformers import BertModel
+
+    from model.textmodels import local_only, resolve_bert
+
+    source, is_local = resolve_bert(bert)
+    pre = BertModel.from_pretrained(source, local_files_only=local_only(is_local), add_pooling_layer=True)
+    pc = pre.config
+    cfg = VideoBertConfig(
+        text_vocab_size=pc.vocab_size, n_visual_words=n_visual_words, tokens_per_clip=tokens_per_clip,
+        hidden_size=pc.hidden_size, num_hidden_layers=pc.num_hidden_layers,
+        num_attention_heads=pc.num_attention_heads, intermediate_size=pc.intermediate_size,
+        max_position_embeddings=pc.max_position_embeddings, type_vocab_size=max(2, pc.type_vocab_size),
+        hidden_act=pc.hidden_act, hidden_dropout_prob=pc.hidden_dropout_prob,
+        attention_probs_dropout_prob=pc.attention_probs_dropout_prob, layer_norm_eps=pc.layer_norm_eps,
+        initializer_range=pc.initializer_range, pad_token_id=pc.pad_token_id or 0,
+        embed_dim=embed_dim or pc.hidden_size,
+    )
+    torch.manual_seed(seed)
+    model = VideoBert(cfg)
+    state = pre.state_dict()
+    text_emb = state.pop("embeddings.word_embeddings.weight")  # (V_text, H)
+    if pc.type_vocab_size < 2:  # give the video segment its own row
+        tt = state["embeddings.token_type_embeddings.weight"]
+        state["embeddings.token_type_embeddings.weight"] = torch.cat([tt, tt[:1]], 0)
+    missing, unexpected = model.bert.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k != "embeddings.word_embeddings.weight"]
+    if missing or unexpected:
+        raise ValueError(f"{source}: BERT weights do not fit (missing {missing}, unexpected {unexpected})")
+    with torch.no_grad():
+        emb = model.word_embeddings
+        emb[: cfg.text_vocab_size] = text_emb
+        emb[cfg.text_vocab_size] = text_emb[visual_sep_init_id]
+        if word_vectors is not None:
+            if len(word_vectors) != n_visual_words:
+                raise ValueError(f"{len(word_vectors)} word vectors for {n_visual_words} visual words")
+            target = float(text_emb.norm(dim=1).mean())
+            emb[cfg.visual_offset:] = visual_embeddings_from_word_vectors(
+                word_vectors, cfg.hidden_size, target, seed)
+    return model
