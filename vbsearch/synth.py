@@ -70,11 +70,13 @@ def write_video(
     audio_codec: str | None = None,
     pix_fmt: str = "yuv420p",
     frame_times: Sequence[float] | None = None,
+    crf: int = 23,
 ) -> Path:
     """Encode RGB uint8 frames (H, W, 3) and optional mono float audio into `path`.
 
     The container follows the file extension. `frame_times` (seconds, increasing)
-    gives each frame its own timestamp, for variable-frame-rate files.
+    gives each frame its own timestamp, for variable-frame-rate files. `crf` is
+    x264's quality (higher = smaller files).
     """
     import av
 
@@ -91,7 +93,7 @@ def write_video(
                 stream.time_base = time_base
                 stream.codec_context.time_base = time_base
                 if codec == "libx264":
-                    stream.options = {"preset": "ultrafast"}
+                    stream.options = {"preset": "ultrafast", "crf": str(crf)}
                 if audio is not None:
                     a_codec = audio_codec or _default_audio_codec(path.suffix)
                     astream = container.add_stream(a_codec, rate=audio_rate)
