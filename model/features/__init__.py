@@ -1,0 +1,61 @@
+"""Clip feature extractors: one small interface, chosen by name (`--features`).
+
+A clip is 30 RGB frames sampled at 20 fps (1.5 s), decoded at the extractor's
+`input_size`. An extractor turns a batch of clips into one vector per clip:
+
+    extractor = create_extractor("colormotion")
+    feats = extractor(clips)  # (B, T, H, W, 3) uint8 -> (B, extractor.dim) float32
+
+`groups` names contiguous slices of the vector (e.g. colour / layout / shape /
+motion) so the visual vocabulary can quantise each group on its own; an
+extractor without meaningful parts has a single group covering all dims.
+
+Nothing here knows about files on disk beyond loading weights.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+EXTRACTORS = ("s3d", "colormotion")
+
+
+class ClipFeatureExtractor(ABC):
+    name: str  # registry name, stored in the catalog with every video
+    dim: int  # length of one clip's feature vector
+    groups: dict[str, tuple[int, int]]  # group name -> [start, end) dims; covers 0..dim in order
+    input_size: tuple[int, int]  # (width, height) frames are decoded at
+    batch_size: int  # clips per call that fits the device comfortably
+
+    @abstractmethod
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        """(B, T, H, W, 3) uint8 RGB clips -> (B, dim) float32 features."""
+
+
+def feature_groups(name: str) -> dict[str, tuple[int, int]]:
+    """An extractor's named dimension groups, without building it (no weights needed)."""
+    if name == "colormotion":
+        from model.features.colormotion import ColorMotion
+
+        return dict(ColorMotion.groups)
+    if name == "s3d":
+        from model.features.s3d import S3DExtractor
+
+        return dict(S3DExtractor.groups)
+    raise ValueError(f"unknown feature extractor {name!r} (known: {', '.join(EXTRACTORS)})")
+
+
+def create_extractor(name: str, *, device: str = "cpu", s3d_weights: str | Path | None = None) -> ClipFeatureExtractor:
+    """Build the extractor `name`; `device` and `s3d_weights` matter only for s3d."""
+    if name == "colormotion":
+        from model.features.colormotion import ColorMotion
+
+        return ColorMotion()
+    if name == "s3d":
+        from model.features.s3d import S3DExtractor
+
+        return S3DExtractor(weights_path=s3d_weights, device=device)
+    raise ValueError(f"unknown feature extractor {name!r} (known: {', '.join(EXTRACTORS)})")
