@@ -34,7 +34,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("train", "fit the visual vocabulary and pretrain VideoBERT on the catalog", None),
     Command("ui", "open the Streamlit search UI", None),
     Command("status", "show the data dir: catalog counts, failed files, model and index", "vbsearch.status"),
-    Command("transcript", "export a video's recognised speech as srt, vtt, json or txt", None),
+    Command("transcript", "export a video's recognised speech as srt, vtt, json or txt", "indexer.transcript"),
     Command("classify", "zero-shot masked-word prediction for a video window (the paper's Task 2)", None),
     Command("eval", "retrieval quality on a sample archive with known truth", None),
     Command("serve", "serve the search engine over HTTP (OpenAPI-documented)", None),
