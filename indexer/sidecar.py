@@ -25,7 +25,7 @@ ROLLING_GAP_S = 0.05  # seconds; cues closer than this can repeat the previous c
 # A language suffix between the video stem and the extension: en, eng, en-US, pt_BR, zh-Hans.
 _LANG_RE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?$")
 # [[HH:]MM:]SS[.,fff]; fields may have stray spaces; fractions of 1-3+ digits.
-_TIME_RE = re.compile(r"^\s*(?:(\d+)\s*:\s*)?(?:(\d{1,2})\s*:\s*)?(\d{1,2})(?:\s*[.,:]\s*(\d+))?\s*$")
+_TIME_RE = re.compile(r"^\s*(?:(\d{1,9})\s*:\s*)?(?:(\d{1,2})\s*:\s*)?(\d{1,2})(?:\s*[.,]\s*(\d{1,9}))?\s*$")
 _TAG_RE = re.compile(r"<[^>]*>|\{\\[^}]*\}")
 _ENCODINGS = ("utf-8-sig", "utf-16", "cp1252", "latin-1")  # latin-1 never fails: the last resort
 
