@@ -1,0 +1,218 @@
+"""The vector store: Qdrant through qdrant-client, embedded (a folder) or a server (a URL), one code path.
+
+One collection of segments. Named dense vectors, one per searchable channel:
+    "video"  the joint encoder's vector of the segment's visual tokens (video-only input)
+    "text"   the joint encoder's vector of the segment's transcript (text-only input; absent without speech)
+Payload: video_id, path, start, end, duration, text, kind, thumbnail, tokens, model_id, indexed_at
+(indexed on the fields filters use). Point ids are UUIDv5 of (video_id, start), so re-indexing a
+video overwrites its points instead of duplicating them.
+
+The embedded store locks its folder to one process; a second opener gets StoreBusyError.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+COLLECTION = "segments"
+CHANNELS = ("video", "text")
+UPSERT_BATCH = 256  # points per upsert request
+_ID_NAMESPACE = uuid.UUID("5b0c1e0e-7a53-4a5e-9f55-3c0d7b1e2f10")  # fixed: ids must survive restarts
+# payload field -> Qdrant index type
+PAYLOAD_INDEXES = {
+    "video_id": "keyword",
+    "path": "keyword",
+    "model_id": "keyword",
+    "kind": "keyword",
+    "duration": "float",
+    "start": "float",
+    "indexed_at": "float",
+}
+
+
+class StoreError(RuntimeError):
+    """The vector store cannot be used as asked."""
+
+
+class StoreBusyError(StoreError):
+    """The embedded store is open in another process (an index run, the UI, a search)."""
+
+
+@dataclass(frozen=True)
+class StorePoint:
+    video_id: str
+    start: float  # s
+    vectors: dict[str, list[float]]  # channel -> vector (missing channels are simply absent)
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return point_id(self.video_id, self.start)
+
+
+@dataclass(frozen=True)
+class Filters:
+    video: str | None = None  # a video_id or an absolute path
+    min_duration: float | None = None  # s, segment length
+    max_duration: float | None = None  # s
+    indexed_after: float | None = None  # unix time
+
+
+def point_id(video_id: str, start: float) -> str:
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{video_id}:{start:.3f}"))
+
+
+def connect(data_dir: Path, url: str | None = None, api_key: str | None = None, timeout: int = 30):
+    """A QdrantClient: the server at `url` if given, else the embedded store in data_dir/qdrant."""
+    from qdrant_client import QdrantClient
+
+    if url:
+        return QdrantClient(url=url, api_key=api_key, timeout=timeout)
+    folder = Path(data_dir) / "qdrant"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return QdrantClient(path=str(folder))
+    except RuntimeError as exc:
+        if "already accessed" in str(exc):
+            raise StoreBusyError(
+                f"the index in {folder} is in use by another vbsearch process (an index run, the UI or a search); "
+                "wait for it to finish, or use a Qdrant server (--qdrant-url) for concurrent access") from exc
+        raise
+
+
+class SegmentStore:
+    def __init__(self, client, collection: str = COLLECTION):
+        self.client = client
+        self.collection = collection
+
+    @classmethod
+    def open(cls, data_dir: Path, url: str | None = None, api_key: str | None = None) -> SegmentStore:
+        return cls(connect(data_dir, url, api_key))
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> SegmentStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- schema -----------------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.client.collection_exists(self.collection)
+
+    def dim(self) -> int | None:
+        if not self.exists():
+            return None
+        vectors = self.client.get_collection(self.collection).config.params.vectors
+        return int(vectors["video"].size)
+
+    def ensure(self, dim: int) -> None:
+        """Create the collection for `dim`-d vectors; a different existing dim is recreated (new model)."""
+        from qdrant_client import models
+
+        current = self.dim()
+        if current == dim:
+            return
+        if current is not None:
+            log.info("vector size changed (%d -> %d): recreating the collection", current, dim)
+            self.client.delete_collection(self.collection)
+        params = models.VectorParams(size=dim, distance=models.Distance.COSINE)
+        self.client.create_collection(self.collection, vectors_config={c: params for c in CHANNELS})
+        with warnings.catch_warnings():  # the embedded store ignores payload indexes, and says so
+            warnings.simplefilter("ignore")
+            for name, kind in PAYLOAD_INDEXES.items():
+                schema = models.PayloadSchemaType.KEYWORD if kind == "keyword" else models.PayloadSchemaType.FLOAT
+                self.client.create_payload_index(self.collection, name, field_schema=schema)
+
+    # -- writing ----------------------------------------------------------------------------------------
+    def upsert(self, points: Iterable[StorePoint]) -> int:
+        from qdrant_client import models
+
+        n = 0
+        batch: list = []
+        for p in points:
+            payload = {"video_id": p.video_id, "start": p.start, **p.payload}
+            batch.append(models.PointStruct(id=p.id, vector=p.vectors, payload=payload))
+            if len(batch) >= UPSERT_BATCH:
+                self.client.upsert(self.collection, points=batch, wait=True)
+                n, batch = n + len(batch), []
+        if batch:
+            self.client.upsert(self.collection, points=batch, wait=True)
+            n += len(batch)
+        return n
+
+    def delete_video(self, video_id: str) -> None:
+        from qdrant_client import models
+
+        if self.exists():
+            selector = models.FilterSelector(filter=_match("video_id", video_id))
+            self.client.delete(self.collection, points_selector=selector, wait=True)
+
+    # -- reading ----------------------------------------------------------------------------------------
+    def count(self, filters: Filters | None = None) -> int:
+        if not self.exists():
+            return 0
+        return self.client.count(self.collection, count_filter=build_filter(filters), exact=True).count
+
+    def scroll(self, fields: list[str] | bool = True, with_vectors: bool | list[str] = False,
+               filters: Filters | None = None) -> Iterator:
+        """Every point (payload fields as asked), page by page."""
+        if not self.exists():
+            return
+        offset = None
+        while True:
+            page, offset = self.client.scroll(self.collection, scroll_filter=build_filter(filters), limit=1024,
+                                              offset=offset, with_payload=fields, with_vectors=with_vectors)
+            yield from page
+            if offset is None:
+                return
+
+    def indexed_videos(self) -> dict[str, str]:
+        """video_id -> model_id of its points."""
+        return {p.payload["video_id"]: p.payload.get("model_id", "") for p in self.scroll(["video_id", "model_id"])}
+
+    def search(self, channel: str, vector: list[float], limit: int, filters: Filters | None = None) -> list:
+        if channel not in CHANNELS:
+            raise StoreError(f"unknown channel {channel!r}")
+        if not self.exists():
+            return []
+        return self.client.query_points(self.collection, query=vector, using=channel, limit=limit,
+                                        query_filter=build_filter(filters), with_payload=True).points
+
+    def retrieve(self, ids: list[str], with_vectors: bool | list[str] = False) -> list:
+        if not ids or not self.exists():
+            return []
+        return self.client.retrieve(self.collection, ids=ids, with_payload=True, with_vectors=with_vectors)
+
+
+def _match(key: str, value: str):
+    from qdrant_client import models
+
+    return models.Filter(must=[models.FieldCondition(key=key, match=models.MatchValue(value=value))])
+
+
+def build_filter(filters: Filters | None):
+    from qdrant_client import models
+
+    if filters is None:
+        return None
+    must = []
+    if filters.video:
+        key = "path" if filters.video.startswith("/") else "video_id"
+        must.append(models.FieldCondition(key=key, match=models.MatchValue(value=filters.video)))
+    if filters.min_duration is not None or filters.max_duration is not None:
+        must.append(models.FieldCondition(key="duration", range=models.Range(gte=filters.min_duration,
+                                                                             lte=filters.max_duration)))
+    if filters.indexed_after is not None:
+        must.append(models.FieldCondition(key="indexed_at", range=models.Range(gt=filters.indexed_after)))
+    return models.Filter(must=must) if must else None

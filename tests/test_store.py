@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from search.store import Filters, SegmentStore, StoreBusyError, StorePoint, point_id
+
+
+def _points(video_id, n, dim=8, seed=0, t0=0.0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        v = rng.normal(size=dim).tolist()
+        vectors = {"video": v} if i % 2 else {"video": v, "text": rng.normal(size=dim).tolist()}
+        out.append(StorePoint(video_id, t0 + 6.0 * i, vectors,
+                              {"path": f"/archive/{video_id}.mp4", "end": t0 + 6.0 * i + 3 + i, "duration": 3.0 + i,
+                               "model_id": "m1", "indexed_at": 1000.0 + i, "text": f"s{i}"}))
+    return out
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SegmentStore.open(tmp_path)
+    s.ensure(8)
+    yield s
+    s.close()
+
+
+def test_upsert_is_idempotent_and_ids_deterministic(store):
+    pts = _points("a", 5)
+    assert store.upsert(pts) == 5
+    store.upsert(pts)
+    assert store.count() == 5
+    assert pts[0].id == point_id("a", 0.0) and point_id("a", 0.0) != point_id("b", 0.0)
+    assert store.indexed_videos() == {"a": "m1"}
+
+
+def test_search_channels_and_filters(store):
+    store.upsert(_points("a", 6) + _points("b", 6, seed=1))
+    target = _points("b", 6, seed=1)[3]
+    hits = store.search("video", target.vectors["video"], limit=3)
+    assert hits[0].id == target.id and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    # Only segments with speech carry a text vector.
+    assert {h.payload["start"] for h in store.search("text", target.vectors["video"], limit=50)} == {0.0, 12.0, 24.0}
+    only_a = store.search("video", target.vectors["video"], limit=50, filters=Filters(video="a"))
+    assert {h.payload["video_id"] for h in only_a} == {"a"}
+    by_path = store.count(Filters(video="/archive/b.mp4"))
+    assert by_path == 6
+    assert store.count(Filters(min_duration=5.0)) == 8  # durations 3..8: i >= 2, 4 per video
+    assert store.count(Filters(min_duration=4.0, max_duration=5.0)) == 4
+    assert store.count(Filters(indexed_after=1003.5)) == 4
+
+
+def test_delete_video_and_recreate_on_new_dim(store):
+    store.upsert(_points("a", 3) + _points("b", 2))
+    store.delete_video("a")
+    assert store.indexed_videos() == {"b": "m1"}
+    store.ensure(16)
+    assert store.dim() == 16 and store.count() == 0
+
+
+def test_second_process_gets_a_clear_busy_error(tmp_path, store):
+    import subprocess
+    import sys
+
+    code = ("from search.store import SegmentStore, StoreBusyError\n"
+            f"try:\n    SegmentStore.open(r'{tmp_path}')\nexcept StoreBusyError as e:\n    print('BUSY', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.startswith("BUSY") and "in use by another vbsearch process" in out
