@@ -1,0 +1,39 @@
+"""What a search returns, and the timecode formats used to show and export it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Hit:
+    video: str  # absolute path of the video file
+    start: float  # s
+    end: float  # s
+    score: float  # final ranking score (higher is better)
+    text: str  # transcript of the moment ("" where nobody speaks)
+    video_id: str  # content id of the video
+    segment_id: str  # the store's point id: use it for "more like this"
+    thumbnail: str | None = None  # absolute path of a JPEG, when one exists
+    fps: float | None = None  # the video's frame rate, for frame-accurate timecodes
+    scores: dict[str, float] = field(default_factory=dict)  # component scores: video, text, align, ...
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's --json form: the contract keys video/start/end/score/text first, then the rest."""
+        return asdict(self)
+
+
+def clock(seconds: float) -> str:
+    """HH:MM:SS.s, the UI's display form."""
+    tenths = int(round(max(0.0, seconds) * 10))
+    return f"{tenths // 36000:02d}:{tenths // 600 % 60:02d}:{tenths // 10 % 60:02d}.{tenths % 10}"
+
+
+def timecode(seconds: float, fps: float) -> str:
+    """SMPTE non-drop-frame HH:MM:SS:FF at the nearest integer frame rate."""
+    rate = max(1, int(round(fps)))
+    frames = int(math.floor(max(0.0, seconds) * rate + 0.5))  # half a frame rounds up
+    ff, total_s = frames % rate, frames // rate
+    return f"{total_s // 3600:02d}:{total_s // 60 % 60:02d}:{total_s % 60:02d}:{ff:02d}"
