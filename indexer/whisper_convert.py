@@ -197,7 +197,7 @@ def ct2_to_whisper(variables: dict[str, np.ndarray]) -> tuple[dict[str, int], di
 
     def heads(side: str) -> int:
         if f"{side}/num_heads" in v:
-            return int(v[f"{side}/num_heads"])
+            return int(np.asarray(v[f"{side}/num_heads"]).reshape(-1)[0])
         return sd[f"{side}.blocks.0.attn.query.weight"].shape[0] // WHISPER_HEAD_DIM  # older specs
 
     dims = {
