@@ -29,7 +29,7 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("index", "ingest videos into the catalog and the search index (incremental)", None),
+    Command("index", "ingest videos into the catalog and the search index (incremental)", "indexer.run"),
     Command("search", "search the index with a text query", None),
     Command("train", "fit the visual vocabulary and pretrain VideoBERT on the catalog", None),
     Command("ui", "open the Streamlit search UI", None),

@@ -1,0 +1,237 @@
+"""`vbsearch index PATH...`: discover videos, ingest the new and changed ones into the catalog.
+
+Per file (see indexer/pipeline.py for the shape):
+    reader   discover.probe: container facts and the content id
+    mappers  the stages from `build_stages`, in order; each adds to the job's videos row and tables
+    writer   Catalog.put_video(video_id, row, **tables): tables first, the videos row last
+
+Stages today: ingest.VisualStage (decode, clip features, thumbnails). The speech stage
+(indexer/speech.py: transcribe_video -> sentences_frame into job.tables["sentences"]) joins
+the list in `build_stages`.
+
+A file is skipped when the catalog has it at the same path with the same size, mtime and
+feature extractor, or when the same content is already indexed at another path that still
+exists. A file whose content moved (catalog path gone, same id) gets its videos row updated
+without decoding. Each failed file gets one error line and a row in the catalog's errors
+table; the batch goes on and the exit status is 1. Ctrl-C stops after the current file
+(twice: at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+from tqdm import tqdm
+
+from indexer import thumbnails
+from indexer.catalog import Catalog
+from indexer.decode import DECODERS, DecodeError
+from indexer.discover import ProbeError, discover, probe
+from indexer.ingest import IngestOptions, VisualStage, video_row
+from indexer.pipeline import FileJob, Stage, StageTimer
+
+log = logging.getLogger(__name__)
+
+EXIT_FAILED = 1  # some file failed (the others are indexed)
+EXIT_SETUP = 2  # nothing could run (e.g. the extractor cannot load)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="video files and folders (searched recursively)")
+    parser.add_argument("--decoder", choices=DECODERS, default="auto",
+                        help="video decoder (default: auto = decord, PyAV when decord fails)")
+    parser.add_argument("--force", action="store_true", help="re-ingest files even when the catalog has them")
+    parser.add_argument("--no-thumbnails", action="store_true", help="do not write clip thumbnails")
+
+
+@dataclass
+class RunSummary:
+    ok: list[Path] = field(default_factory=list)  # ingested this run
+    skipped: list[Path] = field(default_factory=list)  # unchanged, duplicate or moved
+    failed: list[tuple[Path, str, str]] = field(default_factory=list)  # (path, stage, message)
+    seconds_of_video: float = 0.0  # decoded duration of the files ingested
+    clips: int = 0  # clips written
+    interrupted: bool = False  # stopped by Ctrl-C before the last file
+    timer: StageTimer = field(default_factory=StageTimer)
+    wall_s: float = 0.0
+
+    def lines(self) -> list[str]:
+        hours = self.seconds_of_video / 3600
+        out = [
+            f"files: {len(self.ok)} ok, {len(self.failed)} failed, {len(self.skipped)} skipped"
+            + (" (interrupted)" if self.interrupted else ""),
+            f"video: {hours:.2f} h in {self.clips} clips, {self.wall_s:.1f} s wall"
+            + (f" ({self.seconds_of_video / self.wall_s:.1f}x real time)" if self.wall_s > 0 and self.ok else ""),
+        ]
+        if self.timer.seconds:
+            out.append(f"stages: {self.timer.summary()}")
+        if self.failed:
+            out.append("failed files are listed above and in `vbsearch status`; fix them and run again")
+        return out
+
+
+class _StopAfterCurrentFile:
+    """First Ctrl-C: finish the current file, then stop. Second: KeyboardInterrupt as usual."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _StopAfterCurrentFile:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: keep the default behaviour
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("vbsearch index: stopping after the current file (Ctrl-C again to stop now)", file=sys.stderr)
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def build_stages(settings, options: IngestOptions) -> list[Stage]:
+    """The mappers each file goes through, in order."""
+    from model.features import create_extractor
+
+    extractor = create_extractor(settings.features, device=settings.torch_device, s3d_weights=settings.s3d_weights)
+    return [VisualStage(extractor, settings.data_dir, options)]
+
+
+def _catalog_by_path(catalog: Catalog) -> tuple[dict[str, dict], dict[str, dict]]:
+    videos = catalog.read_table("videos")
+    rows = videos.to_dicts() if len(videos) else []
+    return {r["path"]: r for r in rows}, {r["video_id"]: r for r in rows}
+
+
+def _unchanged(row: dict | None, path: Path, features: str) -> bool:
+    if row is None or row.get("features") != features:
+        return False
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return row.get("size") == st.st_size and row.get("mtime") == st.st_mtime
+
+
+def index_paths(paths: list[str | Path], settings, options: IngestOptions = IngestOptions(),
+                force: bool = False) -> RunSummary:
+    """Ingest everything under `paths` into settings.data_dir's catalog; never raises for a bad file."""
+    t_start = time.perf_counter()
+    summary = RunSummary()
+    catalog = Catalog(settings.data_dir)
+    by_path, by_id = _catalog_by_path(catalog)
+    found = discover(paths)
+    stages: list[Stage] | None = None  # built on the first file that needs them (S3D loads slowly)
+
+    def fail(path: Path, stage: str, message: str) -> None:
+        summary.failed.append((path, stage, message))
+        tqdm.write(f"vbsearch index: FAILED {path}: {stage}: {message}", file=sys.stderr)
+        try:
+            catalog.put_error(path, stage, message)
+        except OSError as exc:
+            log.error("cannot record the error for %s in the catalog: %s", path, exc)
+
+    with _StopAfterCurrentFile() as stop, tqdm(total=len(found), unit="file", desc="index", position=0,
+                                                disable=None if options.progress else True) as bar:
+        for item in found:
+            if stop.requested:
+                summary.interrupted = True
+                break
+            bar.set_postfix_str(item.path.name[:40])
+            path = item.path
+            if item.error:
+                fail(path, "discover", item.error)
+                bar.update(1)
+                continue
+            if not force and _unchanged(by_path.get(str(path)), path, settings.features):
+                summary.skipped.append(path)
+                catalog.clear_error(path)
+                bar.update(1)
+                continue
+            try:
+                with summary.timer.time("probe"):
+                    info = probe(path)
+            except ProbeError as exc:
+                fail(path, "probe", str(exc))
+                bar.update(1)
+                continue
+            same = by_id.get(info.video_id)
+            if not force and same is not None and same.get("features") == settings.features and same["path"] != str(path):
+                if Path(same["path"]).exists():
+                    log.info("%s: same content as %s, already indexed; skipped", path, same["path"])
+                else:  # the file moved: point the catalog at its new place, no decoding needed
+                    moved = {**same, "path": str(path), "size": info.size, "mtime": info.mtime, "indexed_at": time.time()}
+                    catalog.put("videos", info.video_id, pl.DataFrame([moved]))
+                    log.info("%s: moved from %s; catalog updated", path, same["path"])
+                summary.skipped.append(path)
+                catalog.clear_error(path)
+                bar.update(1)
+                continue
+            if stages is None:
+                stages = build_stages(settings, options)
+            job = FileJob(info)
+            stage_name = "visual"
+            try:
+                for stage in stages:
+                    stage_name = stage.name
+                    stage(job, summary.timer)
+                stage_name = "write"
+                with summary.timer.time("write"):
+                    row = video_row(job)
+                    catalog.put_video(info.video_id, row, **job.tables)
+                    old = by_path.get(str(path))
+                    if old is not None and old["video_id"] != info.video_id:  # the file's content changed
+                        catalog.remove_video(old["video_id"])
+                        thumbnails.remove(settings.data_dir, old["video_id"])
+                    catalog.clear_error(path)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                if info.video_id not in by_id:
+                    thumbnails.remove(settings.data_dir, info.video_id)
+                stage_label = "decode" if isinstance(exc, DecodeError) else stage_name
+                log.debug("%s failed in %s", path, stage_label, exc_info=True)
+                fail(path, stage_label, _one_line(exc))
+                bar.update(1)
+                continue
+            summary.ok.append(path)
+            summary.seconds_of_video += float(row["duration"])
+            summary.clips += int(row.get("n_clips", 0))
+            by_id[info.video_id] = row
+            bar.update(1)
+    summary.wall_s = time.perf_counter() - t_start
+    return summary
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:500]
+
+
+def run(args: argparse.Namespace, settings) -> int:
+    options = IngestOptions(decoder=args.decoder, thumbnails=not args.no_thumbnails)
+    try:
+        summary = index_paths(args.paths, settings, options, force=args.force)
+    except (RuntimeError, ValueError, FileNotFoundError) as exc:
+        # Raised before any file ran, e.g. S3D weights missing: one message, not one per file.
+        print(f"vbsearch index: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    for line in summary.lines():
+        print(line)
+    print(f"catalog: {Catalog(settings.data_dir).root}")
+    print("note: this version builds the catalog only; the search index (visual vocabulary, VideoBERT, "
+          "Qdrant) is not built yet, so `vbsearch search` cannot use these files yet")
+    return EXIT_FAILED if summary.failed else 0

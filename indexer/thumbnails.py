@@ -1,0 +1,48 @@
+"""One small JPEG per clip: its middle frame, at the source's aspect ratio.
+
+Files live in data_dir/thumbnails/<video_id>/<clip_index>.jpg; the catalog stores the path
+relative to the data dir (see THUMBNAIL_DIR), so a data dir can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+THUMBNAIL_DIR = "thumbnails"  # under the data dir
+THUMB_WIDTH = 160  # pixels; height follows the source's aspect ratio
+JPEG_QUALITY = 80  # PIL quality: ~4 KB per thumbnail at 160x90
+
+
+def relative_path(video_id: str, clip_index: int) -> str:
+    """The catalog's `thumbnail` value: a path relative to the data dir."""
+    return f"{THUMBNAIL_DIR}/{video_id}/{clip_index}.jpg"
+
+
+def video_dir(data_dir: str | Path, video_id: str) -> Path:
+    return Path(data_dir) / THUMBNAIL_DIR / video_id
+
+
+def remove(data_dir: str | Path, video_id: str) -> None:
+    shutil.rmtree(video_dir(data_dir, video_id), ignore_errors=True)
+
+
+def thumb_size(width: int, height: int) -> tuple[int, int]:
+    """(w, h) of a thumbnail for a source of width x height pixels."""
+    return THUMB_WIDTH, max(2, round(THUMB_WIDTH * height / max(width, 1)))
+
+
+def write(data_dir: str | Path, video_id: str, clip_index: int, frame: np.ndarray, size: tuple[int, int]) -> str:
+    """Save `frame` (H, W, 3 uint8) resized to `size` as this clip's thumbnail; returns its relative path."""
+    from PIL import Image
+
+    rel = relative_path(video_id, clip_index)
+    path = Path(data_dir) / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR).save(tmp, format="JPEG", quality=JPEG_QUALITY)
+    os.replace(tmp, path)  # a reader never sees half a JPEG
+    return rel
