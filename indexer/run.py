@@ -126,9 +126,10 @@ def _unchanged(row: dict | None, path: Path, features: str) -> bool:
     return row.get("size") == st.st_size and row.get("mtime") == st.st_mtime
 
 
-def index_paths(paths: list[str | Path], settings, options: IngestOptions = IngestOptions(),
+def index_paths(paths: list[str | Path], settings, options: IngestOptions | None = None,
                 force: bool = False) -> RunSummary:
     """Ingest everything under `paths` into settings.data_dir's catalog; never raises for a bad file."""
+    options = options or IngestOptions()
     t_start = time.perf_counter()
     summary = RunSummary()
     catalog = Catalog(settings.data_dir)
