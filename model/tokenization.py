@@ -12,7 +12,8 @@ Sequence forms (segment id under each token, position id below it):
     text-only   [CLS] t1 .. tL [SEP]             (segment 0, positions 0..L+1)
     video-only  [CLS] [>] c1a c1b .. [SEP]       (the joint form with no text)
 With a factored vocabulary a clip contributes `tokens_per_clip` tokens that share one position,
-so positions count clip time, not tokens.
+so positions count clip time, not tokens; a group id (1 + the token's slot in its clip, 0 for
+text and specials) tells the model which factor a token, or a [MASK] standing in for it, is.
 
 Truncation rule (max_len counts every token, specials included):
     text keeps at most max(max_text_len, room left after the video) wordpieces, its tail cut;
@@ -50,6 +51,7 @@ class Encoded:
     position_ids: list[int]  # clip-time positions (shared by a clip's tokens)
     text_mask: list[bool]  # True where a text wordpiece sits (maskable for MLM)
     visual_mask: list[bool]  # True where a visual word sits (maskable for MVM)
+    group_ids: list[int]  # 1 + the token's slot within its clip for visual words, 0 elsewhere
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -65,6 +67,7 @@ class Batch:
     attention_mask: torch.Tensor  # (B, T) long, 1 = real token
     text_mask: torch.Tensor  # (B, T) bool
     visual_mask: torch.Tensor  # (B, T) bool
+    group_ids: torch.Tensor  # (B, T) long, 1 + slot within the clip for visual words, 0 elsewhere
 
     def to(self, device: str | torch.device) -> Batch:
         return Batch(**{k: v.to(device) for k, v in self.__dict__.items()})
@@ -75,6 +78,7 @@ class Batch:
             "token_type_ids": self.token_type_ids,
             "position_ids": self.position_ids,
             "attention_mask": self.attention_mask,
+            "group_ids": self.group_ids,
         }
 
     @property
@@ -169,7 +173,8 @@ class VideoBertTokenizer:
             kept = list(text_ids)[: self.max_len - 2]  # type: ignore[arg-type]
             ids = [self.cls_id, *kept, self.sep_id]
             n = len(ids)
-            return Encoded(ids, [0] * n, list(range(n)), [False, *([True] * len(kept)), False], [False] * n)
+            return Encoded(ids, [0] * n, list(range(n)), [False, *([True] * len(kept)), False], [False] * n,
+                           [0] * n)
 
         clips = self.check_video(video)
         text_ids = list(text_ids or [])
@@ -196,7 +201,8 @@ class VideoBertTokenizer:
         n = len(ids)
         text_mask = [False] + [True] * len(kept) + [False] * (n - 1 - len(kept))
         visual_mask = [False] * (len(kept) + 2) + [True] * len(visual) + [False]
-        return Encoded(ids, types, positions, text_mask, visual_mask)
+        groups = [0] * (len(kept) + 2) + (np.tile(np.arange(self.tokens_per_clip), n_clips) + 1).tolist() + [0]
+        return Encoded(ids, types, positions, text_mask, visual_mask, groups)
 
     def encode(self, text: str | None, video: np.ndarray | None) -> Encoded:
         ids = None if text is None else self.text_ids([text])[0]
@@ -223,6 +229,7 @@ class VideoBertTokenizer:
         att = torch.zeros((b, width), dtype=torch.long)
         tmask = torch.zeros((b, width), dtype=torch.bool)
         vmask = torch.zeros((b, width), dtype=torch.bool)
+        groups = torch.zeros((b, width), dtype=torch.long)
         for i, e in enumerate(items):
             n = len(e)
             ids[i, :n] = torch.tensor(e.input_ids)
@@ -231,7 +238,8 @@ class VideoBertTokenizer:
             att[i, :n] = 1
             tmask[i, :n] = torch.tensor(e.text_mask)
             vmask[i, :n] = torch.tensor(e.visual_mask)
-        return Batch(ids, types, pos, att, tmask, vmask)
+            groups[i, :n] = torch.tensor(e.group_ids)
+        return Batch(ids, types, pos, att, tmask, vmask, groups)
 
     # -- reading ids back ------------------------------------------------------------------------------
     def id_to_token(self, joint_id: int) -> str:

@@ -4,7 +4,13 @@ Config dataclass and modules only; inputs come from `model.tokenization`, traini
 `model.pretrain`. Heads:
   - MLM: masked wordpieces, decoder tied to the text rows of the input embedding;
   - MVM: masked visual words, decoder tied to the visual rows of the input embedding;
-  - alignment (LVA): aligned / not, from the pooled [CLS];
+  - alignment (LVA): one logit = a * cos(text side, video side) + b + linear([CLS]; product),
+    where the two sides are the contrastive vectors of the text and the video positions read
+    inside the joint sequence. From [CLS] alone the head stayed at chance on a small archive
+    (at initialisation [CLS] barely depends on the video: a 2-layer model moved it by 0.002
+    when the video was swapped, and AdamW moves a fresh head too slowly to amplify that); this
+    way the cross-encoder starts as the calibrated bi-encoder that ITC trains and learns a
+    correction through cross-attention and the linear term;
   - contrastive: mean-pooled hidden states -> linear -> L2-normalised, so text-only and
     video-only inputs land in one space (in-batch InfoNCE with a learnable temperature).
 Mean pooling is the choice because the offline initial checkpoint (all-MiniLM-L6-v2) was
@@ -22,6 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+ALIGN_SCALE_INIT = 10.0  # alignment logit per unit of cosine at initialisation
+ALIGN_COSINE_THRESHOLD_INIT = 0.5  # cosine at which the initial alignment probability is 1/2
 
 
 @dataclass(frozen=True)
@@ -101,9 +111,14 @@ class VideoBert(nn.Module):
 
         self.cfg = cfg
         self.bert = BertModel(cfg.bert_config(), add_pooling_layer=True)
+        # which slot of its clip a visual token fills (row 0: text/specials, kept at zero)
+        self.group_embeddings = nn.Embedding(cfg.tokens_per_clip + 1, cfg.hidden_size, padding_idx=0)
         self.mlm_head = TiedLMHead(cfg, cfg.text_vocab_size)
         self.mvm_head = TiedLMHead(cfg, cfg.n_visual_words)
-        self.align_head = nn.Linear(cfg.hidden_size, 2)  # logits: [not aligned, aligned]
+        # alignment logit = calibrated cosine of the two sides + a learned correction from [CLS] and their product
+        self.align_head = nn.Linear(cfg.hidden_size + cfg.embed_dim, 1)
+        self.align_scale = nn.Parameter(torch.tensor(ALIGN_SCALE_INIT))
+        self.align_bias = nn.Parameter(torch.tensor(-ALIGN_SCALE_INIT * ALIGN_COSINE_THRESHOLD_INIT))
         self.proj = nn.Linear(cfg.hidden_size, cfg.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature_init)))
         self._init_heads()
@@ -115,6 +130,9 @@ class VideoBert(nn.Module):
             nn.init.zeros_(head.dense.bias)
         nn.init.normal_(self.align_head.weight, std=std)
         nn.init.zeros_(self.align_head.bias)
+        nn.init.normal_(self.group_embeddings.weight, std=std)
+        with torch.no_grad():
+            self.group_embeddings.weight[0].zero_()
         nn.init.zeros_(self.proj.bias)
         if self.cfg.embed_dim == self.cfg.hidden_size:
             nn.init.eye_(self.proj.weight)
@@ -123,9 +141,10 @@ class VideoBert(nn.Module):
 
     # -- encoder -----------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
-                position_ids: torch.Tensor) -> VideoBertOutput:
+                position_ids: torch.Tensor, group_ids: torch.Tensor) -> VideoBertOutput:
         # all inputs (B, T) long
-        out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+        embeds = self.bert.embeddings.word_embeddings(input_ids) + self.group_embeddings(group_ids)  # (B, T, H)
+        out = self.bert(inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_type_ids,
                         position_ids=position_ids)
         return VideoBertOutput(hidden=out.last_hidden_state, pooled=out.pooler_output)
 
@@ -142,9 +161,14 @@ class VideoBert(nn.Module):
         # h: (N, H) hidden states at masked visual positions -> (N, n_visual_words)
         return self.mvm_head(h, self.word_embeddings[self.cfg.visual_offset:])
 
-    def align_logits(self, pooled: torch.Tensor) -> torch.Tensor:
-        # pooled: (B, H) -> (B, 2)
-        return self.align_head(pooled)
+    def align_logits(self, out: VideoBertOutput, text_mask: torch.Tensor, visual_mask: torch.Tensor) -> torch.Tensor:
+        # out.hidden: (B, T, H), out.pooled: (B, H), masks: (B, T) bool positions of each modality
+        # -> (B,) logit of "aligned"
+        t = self.embed(out.hidden, text_mask)  # (B, E) text side, read in the joint sequence
+        v = self.embed(out.hidden, visual_mask)  # (B, E) video side
+        feats = torch.cat([out.pooled, (t * v).to(out.pooled.dtype)], -1)  # (B, H + E)
+        cosine = (t * v).sum(-1)  # (B,)
+        return self.align_head(feats).squeeze(-1).float() + self.align_scale * cosine + self.align_bias
 
     def embed(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # hidden: (B, T, H), attention_mask: (B, T) -> (B, embed_dim), unit norm

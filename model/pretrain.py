@@ -1,0 +1,308 @@
+"""VideoBERT pretraining: MLM + MVM + alignment + contrastive, with exact resume.
+
+One step (per micro-batch of B sentence windows):
+  1. text-only and video-only passes over the B positives -> unit vectors; in-batch InfoNCE both
+     ways with a learnable temperature (windows that overlap count as positives of each other);
+  2. hard negatives as ALBEF mines them: for each sentence, a video drawn from the batch with
+     probability softmax(similarity), overlapping windows excluded; plus one random negative;
+  3. one joint pass over [positives | random negatives | hard negatives | silent video-only
+     windows], all masked the same way (15 % per modality, 80/10/10) so the presence of [MASK]
+     cannot tell positives from negatives; alignment loss on the pairs, MLM on the positives'
+     text, MVM on the positives' and silent windows' visual words.
+Every random draw of step s comes from generators seeded by (seed, s, micro-batch), and the
+learning rate is a function of s, so stopping after any checkpoint and resuming replays the
+uninterrupted run exactly (weights and AdamW moments are restored bit for bit).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model.masking import IGNORE_INDEX, MaskingOptions, mask_batch
+from model.pretrain_data import PairExample, PretrainData, StepExamples, overlap_matrix
+from model.tokenization import Batch, VideoBertTokenizer
+from model.videobert import VideoBert
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("mlm", "mvm", "align", "itc")
+EVAL_SEED_OFFSET = 7_919  # eval draws use (seed + this) so they never coincide with a training step's
+
+
+@dataclass(frozen=True)
+class PretrainOptions:
+    steps: int = 300  # optimizer steps
+    batch_size: int = 8  # sentence windows per micro-batch (the joint pass holds ~3x this + silent)
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 5e-5  # peak learning rate (AdamW)
+    head_lr: float = 5e-4  # peak learning rate of the fresh heads, projection and visual-word rows' head
+    weight_decay: float = 0.01  # not applied to biases, LayerNorms, the temperature
+    warmup_steps: int = 20  # linear warm-up, then linear decay to 0 at `steps`
+    max_grad_norm: float = 1.0  # gradient clipping
+    w_mlm: float = 1.0  # loss weights
+    w_mvm: float = 1.0
+    w_align: float = 1.0
+    w_itc: float = 1.0
+    hard_negatives: bool = True  # mine one hard negative per sentence from the contrastive similarity
+    silent_fraction: float = 0.25  # video-only windows per micro-batch, as a fraction of batch_size
+    masking: MaskingOptions = field(default_factory=MaskingOptions)
+    seed: int = 0
+    checkpoint_every: int = 100  # steps between checkpoints (and always at the end); 0 = only at the end
+    eval_every: int = 100  # steps between held-out evaluations (and at the end); 0 = only at the end
+    eval_pairs: int = 128  # held-out sentence windows evaluated at most
+    bf16: bool = True  # bf16 autocast when training on CUDA
+    progress: bool = True  # tqdm bar
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    history: list[dict[str, float]]  # one entry per optimizer step: step, lr, total and each loss
+    evals: list[dict[str, float]]  # held-out metrics: step, each loss, align_acc, mlm_acc, mvm_acc
+    seconds: float  # wall time of this call
+    tokens: int  # real (non-pad) tokens through the encoder in this call
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up over `warmup` steps, then linear decay to 0 at `total`."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _step_seed(seed: int, step: int, micro: int) -> int:
+    return int(np.random.SeedSequence([seed, step, micro]).generate_state(1)[0])
+
+
+def param_groups(model: VideoBert, opts: PretrainOptions) -> list[dict]:
+    """Encoder at `lr`, fresh parts (heads, projection, temperature) at `head_lr`; no decay on norms/biases."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
+        fresh = not name.startswith("bert.") or name.startswith("bert.pooler.")
+        decay = p.ndim >= 2  # matrices and embeddings; LayerNorm, biases and the temperature are < 2-D
+        groups.setdefault((fresh, decay), []).append(p)
+    return [{"params": ps, "lr": opts.head_lr if fresh else opts.lr, "base_lr": opts.head_lr if fresh else opts.lr,
+             "weight_decay": opts.weight_decay if decay else 0.0}
+            for (fresh, decay), ps in sorted(groups.items())]
+
+
+class Pretrainer:
+    def __init__(self, model: VideoBert, tokenizer: VideoBertTokenizer, data: PretrainData,
+                 options: PretrainOptions = PretrainOptions(), device: str | torch.device = "cpu"):
+        if data.tokens_per_clip != tokenizer.tokens_per_clip:
+            raise ValueError(f"data has {data.tokens_per_clip} tokens per clip, tokenizer {tokenizer.tokens_per_clip}")
+        if tokenizer.vocab_size != model.cfg.vocab_size:
+            raise ValueError(f"tokenizer vocabulary {tokenizer.vocab_size} != model's {model.cfg.vocab_size}")
+        self.model = model.to(device)
+        self.tok = tokenizer
+        self.data = data
+        self.opts = options
+        self.device = torch.device(device)
+        self.optimizer = torch.optim.AdamW(param_groups(model, options), betas=(0.9, 0.98), eps=1e-6)
+        self.random_text_ids = torch.from_numpy(tokenizer.word_candidates())
+        self.autocast = self.device.type == "cuda" and options.bf16
+
+    # -- one micro-batch -----------------------------------------------------------------------------
+    def _batch(self, texts: list[list[int] | None], videos: list[np.ndarray | None]) -> Batch:
+        return self.tok.collate([self.tok.encode_ids(t, v) for t, v in zip(texts, videos)]).to(self.device)
+
+    def _encode(self, batch: Batch) -> torch.Tensor:
+        out = self.model(**batch.model_inputs())
+        return self.model.embed(out.hidden, batch.attention_mask)
+
+    def _itc(self, t: torch.Tensor, v: torch.Tensor, same: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # t, v: (B, E) unit vectors; same: (B, B) bool, True where windows overlap (positives)
+        sim = t @ v.t()  # (B, B) cosine
+        logits = sim * self.model.temperature_scale()
+        target = same.float() / same.float().sum(1, keepdim=True)
+        loss = (torch.sum(-target * F.log_softmax(logits, 1), 1).mean()
+                + torch.sum(-target.t() * F.log_softmax(logits.t(), 1), 1).mean()) / 2
+        return loss, sim.detach()
+
+    def _hard_negatives(self, sim: torch.Tensor, same: torch.Tensor, gen: torch.Generator) -> list[int | None]:
+        """For each sentence, a batch video drawn with probability softmax(sim) among non-overlapping ones."""
+        weights = torch.softmax(sim.float().cpu() * float(self.model.temperature_scale().detach()), 1)
+        weights = weights.masked_fill(same.cpu(), 0.0)
+        out: list[int | None] = []
+        for row in weights:
+            out.append(int(torch.multinomial(row, 1, generator=gen)) if row.sum() > 0 else None)
+        return out
+
+    def losses(self, ex: StepExamples, gen: torch.Generator, hard: bool = True) -> tuple[torch.Tensor, dict]:
+        """Weighted total loss and per-loss / accuracy metrics for one micro-batch."""
+        o = self.opts
+        pos = ex.positives
+        b = len(pos)
+        text_ids = self.tok.text_ids([p.text for p in pos])
+        same = torch.from_numpy(overlap_matrix(pos)).to(self.device)
+        metrics: dict[str, float] = {}
+        n_tokens = 0
+
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            tb = self._batch(text_ids, [None] * b)
+            vb = self._batch([None] * b, [p.video for p in pos])
+            n_tokens += tb.n_tokens + vb.n_tokens
+            itc, sim = self._itc(self._encode(tb), self._encode(vb), same)
+
+            texts: list[list[int] | None] = list(text_ids) + list(text_ids)
+            videos: list[np.ndarray | None] = [p.video for p in pos] + list(ex.random_negative_videos)
+            labels = [1] * b + [0] * b
+            if hard and o.hard_negatives and b > 1:
+                for i, j in enumerate(self._hard_negatives(sim, same, gen)):
+                    if j is not None:
+                        texts.append(text_ids[i])
+                        videos.append(pos[j].video)
+                        labels.append(0)
+            texts += [None] * len(ex.silent_videos)
+            videos += list(ex.silent_videos)
+            labels += [IGNORE_INDEX] * len(ex.silent_videos)
+
+            jb = self._batch(texts, videos)
+            n_tokens += jb.n_tokens
+            m = mask_batch(jb, self.tok.mask_id, self.tok.text_vocab_size, self.tok.visual_offset,
+                           self.tok.n_visual_words, o.masking, gen, self.random_text_ids)
+            scored = torch.tensor(labels, device=self.device)
+            is_neg = (scored == 0).unsqueeze(1)  # negatives: masked alike, but no MLM/MVM loss
+            mlm_labels = m.mlm_labels.masked_fill(is_neg, IGNORE_INDEX)
+            mvm_labels = m.mvm_labels.masked_fill(is_neg, IGNORE_INDEX)
+            out = self.model(**{**jb.model_inputs(), "input_ids": m.input_ids})
+
+            pair = scored != IGNORE_INDEX
+            align_logits = self.model.align_logits(out, jb.text_mask, jb.visual_mask)[pair]
+            target = scored[pair].float()
+            align = F.binary_cross_entropy_with_logits(align_logits, target)
+            metrics["align_acc"] = float(((align_logits > 0).float() == target).float().mean())
+            mlm, metrics["mlm_acc"] = self._token_loss(out.hidden, mlm_labels, self.model.mlm_logits)
+            mvm, metrics["mvm_acc"] = self._token_loss(out.hidden, mvm_labels, self.model.mvm_logits)
+
+        parts = {"mlm": mlm, "mvm": mvm, "align": align, "itc": itc}
+        total = o.w_mlm * mlm + o.w_mvm * mvm + o.w_align * align + o.w_itc * itc
+        metrics.update({k: float(v.detach()) for k, v in parts.items()})
+        metrics["loss"] = float(total)
+        metrics["tokens"] = n_tokens
+        return total, metrics
+
+    @staticmethod
+    def _token_loss(hidden: torch.Tensor, labels: torch.Tensor, head) -> tuple[torch.Tensor, float]:
+        # hidden: (B, T, H), labels: (B, T) -> loss over labelled positions only
+        sel = labels != IGNORE_INDEX
+        if not bool(sel.any()):
+            return hidden.sum() * 0.0, float("nan")
+        logits = head(hidden[sel]).float()  # (N, vocab)
+        target = labels[sel]
+        return F.cross_entropy(logits, target), float((logits.argmax(1) == target).float().mean())
+
+    # -- training ------------------------------------------------------------------------------------
+    def _set_lr(self, step: int) -> float:
+        f = lr_factor(step, self.opts.warmup_steps, self.opts.steps)
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["base_lr"] * f
+        return f
+
+    def train_step(self, step: int) -> dict[str, float]:
+        o = self.opts
+        self.model.train()
+        f = self._set_lr(step)
+        sums: dict[str, float] = {}
+        for micro in range(o.grad_accum):
+            seed = _step_seed(o.seed, step, micro)
+            torch.manual_seed(seed)  # dropout
+            rng = np.random.default_rng(seed)
+            gen = torch.Generator().manual_seed(seed)
+            n_silent = int(round(o.batch_size * o.silent_fraction))
+            ex = self.data.sample_step(rng, o.batch_size, n_silent)
+            total, metrics = self.losses(ex, gen)
+            (total / o.grad_accum).backward()
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + (v / o.grad_accum if k != "tokens" else v)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"step": step + 1, "lr_factor": f, "grad_norm": float(grad_norm), **sums}
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "held_out", max_pairs: int | None = None) -> dict[str, float]:
+        """Per-loss values, alignment accuracy (positives + one random negative each) and masked-token
+        accuracy, with no augmentation and fixed draws, so numbers are comparable across steps."""
+        windows = self.data.windows(split)
+        if not windows:
+            return {}
+        was_training = self.model.training
+        self.model.eval()
+        seed = self.opts.seed + EVAL_SEED_OFFSET
+        rng = np.random.default_rng(seed)
+        gen = torch.Generator().manual_seed(seed)
+        n = min(len(windows), max_pairs or self.opts.eval_pairs)
+        pick = np.sort(rng.permutation(len(windows))[:n])
+        positives: list[PairExample] = [self.data.positive(windows, int(i), None) for i in pick]
+        negs = [self.data.random_negative(windows, p, rng, subsample=False) for p in positives]
+        totals: dict[str, float] = {}
+        weight = 0
+        for lo in range(0, n, self.opts.batch_size):
+            chunk = positives[lo: lo + self.opts.batch_size]
+            ex = StepExamples(chunk, [v for v, _ in negs[lo: lo + len(chunk)]],
+                              [s for _, s in negs[lo: lo + len(chunk)]], [])
+            _, metrics = self.losses(ex, gen, hard=False)
+            for k, v in metrics.items():
+                if k != "tokens" and not math.isnan(v):
+                    totals[k] = totals.get(k, 0.0) + v * len(chunk)
+            weight += len(chunk)
+        self.model.train(was_training)
+        return {k: v / weight for k, v in totals.items()}
+
+    def fit(self, out_dir: str | Path | None = None, resume: bool = True, stop_at: int | None = None) -> PretrainResult:
+        """Train to `opts.steps` (or stop after `stop_at`, as an interruption would), checkpointing
+        into `out_dir`; with `resume`, continue from the training state found there."""
+        from tqdm.auto import tqdm
+
+        from model.checkpoint import has_training_state, load_state_into, load_training_state
+
+        o = self.opts
+        start, history, evals = 0, [], []
+        if out_dir is not None and resume and has_training_state(out_dir):
+            load_state_into(self.model, out_dir)
+            state = load_training_state(out_dir, self.optimizer)
+            start, history, evals = state["step"], state["history"], state["evals"]
+            log.info("resuming pretraining at step %d from %s", start, out_dir)
+        end = o.steps if stop_at is None else min(stop_at, o.steps)
+        t0 = time.perf_counter()
+        tokens = 0
+        bar = tqdm(range(start, end), desc="pretrain", unit="step", disable=not o.progress,
+                   initial=start, total=o.steps)
+        for step in bar:
+            rec = self.train_step(step)
+            tokens += int(rec.pop("tokens"))
+            history.append(rec)
+            bar.set_postfix({k: f"{rec[k]:.3f}" for k in ("loss", *LOSSES, "align_acc")})
+            done = step + 1
+            last = done == end
+            if (o.eval_every and done % o.eval_every == 0) or (last and done == o.steps):
+                ev = self.evaluate()
+                if ev:
+                    evals.append({"step": done, **ev})
+                    log.info("held-out @%d: %s", done, " ".join(f"{k}={v:.3f}" for k, v in ev.items()))
+            if out_dir is not None and ((o.checkpoint_every and done % o.checkpoint_every == 0) or last):
+                self.save(out_dir, done, history, evals)
+        bar.close()
+        return PretrainResult(history, evals, time.perf_counter() - t0, tokens)
+
+    def save(self, out_dir: str | Path, step: int, history: list, evals: list) -> None:
+        from model.checkpoint import save_model, save_training_state
+
+        schedule = {"warmup_steps": self.opts.warmup_steps, "total_steps": self.opts.steps,
+                    "lr_factor_next": lr_factor(step, self.opts.warmup_steps, self.opts.steps)}
+        save_model(out_dir, self.model, self.tok, meta={"step": step, "steps": self.opts.steps})
+        opts = self.opts.to_dict()
+        save_training_state(out_dir, self.optimizer, {"step": step, "schedule": schedule, "options": opts,
+                                                      "history": history, "evals": evals})

@@ -1,0 +1,65 @@
+"""A tiny WordPiece vocabulary and a synthetic narrated "archive" whose words predict its visual words.
+
+Every sentence names a colour, an object and a motion ("the red ball rolls"); each of its clips
+carries three visual words (factored vocabulary: one per group) for the same colour, object and
+motion. Combinations are unique per sentence, so every sentence has exactly one matching window.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+COLOURS = ("red", "blue", "green", "yellow")
+OBJECTS = ("ball", "car", "dog", "cup")
+MOTIONS = ("rolls", "jumps", "spins")
+SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+WORDS = ("the", "a", "now", "let", "me", "show", "you", "how", "to", "is", "and", "then", "it", "##s")
+N_VISUAL = len(COLOURS) + len(OBJECTS) + len(MOTIONS)  # 11 visual words in 3 groups
+CLIP_SECONDS = 1.5
+
+
+def write_vocab(folder: Path) -> Path:
+    """A WordPiece vocab.txt; returns the folder (usable as a tokenizer dir)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join([*SPECIALS, *WORDS, *COLOURS, *OBJECTS, *MOTIONS]) + "\n")
+    return folder
+
+
+def text_tokenizer(folder: Path):
+    from transformers import BertTokenizerFast
+
+    write_vocab(folder)
+    return BertTokenizerFast.from_pretrained(str(folder))
+
+
+def clip_tokens(colour: int, obj: int, motion: int) -> list[int]:
+    return [colour, len(COLOURS) + obj, len(COLOURS) + len(OBJECTS) + motion]
+
+
+def archive(n_videos: int = 4, per_video: int = 12, silent_every: int = 4, seed: int = 0):
+    """(sentences rows, clips rows, tokens (n_clips, 3)) with 2-clip sentences and silent gaps."""
+    rng = np.random.default_rng(seed)
+    combos = [(c, o, m) for c in range(len(COLOURS)) for o in range(len(OBJECTS)) for m in range(len(MOTIONS))]
+    order = rng.permutation(len(combos))
+    sentences, clips, tokens = [], [], []
+    k = 0
+    for v in range(n_videos):
+        t = 0.0
+        for s in range(per_video):
+            c, o, m = combos[order[k % len(combos)]]
+            k += 1
+            start = t
+            for _ in range(2):
+                clips.append({"video_id": f"v{v}", "start": t, "end": t + CLIP_SECONDS})
+                tokens.append(clip_tokens(c, o, m))
+                t += CLIP_SECONDS
+            sentences.append({"video_id": f"v{v}", "sentence_index": s, "start": start, "end": t,
+                              "text": f"the {COLOURS[c]} {OBJECTS[o]} {MOTIONS[m]}"})
+            if silent_every and s % silent_every == silent_every - 1:  # a silent stretch of 3 clips
+                for _ in range(3):
+                    clips.append({"video_id": f"v{v}", "start": t, "end": t + CLIP_SECONDS})
+                    tokens.append(list(rng.integers(0, N_VISUAL, size=3)))
+                    t += CLIP_SECONDS
+    return sentences, clips, np.asarray(tokens, dtype=np.int64)
