@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 from ingest_media import FRAME_SIZE, SPECS, VFR_TIMES, write_corpus
-from vbsearch.synth import write_video
 
 import indexer.decode as decode
 from indexer.decode import (
@@ -14,6 +13,7 @@ from indexer.decode import (
     n_samples,
 )
 from indexer.discover import probe
+from vbsearch.synth import write_video
 
 SPEC = {s.name: s for s in SPECS}
 OUT_W, OUT_H = 80, 60

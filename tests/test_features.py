@@ -1,0 +1,161 @@
+import numpy as np
+import pytest
+from ingest_media import moving_texture
+
+from indexer.decode import CLIP_FRAMES, SAMPLE_FPS, ClipReader, DecodeOptions
+from model.features import EXTRACTORS, create_extractor, feature_groups
+from model.features.colormotion import ColorMotion
+from vbsearch.synth import write_video
+
+RED, BLUE = (210, 40, 30), (30, 50, 210)
+
+
+def test_registry_and_groups():
+    assert set(EXTRACTORS) == {"s3d", "colormotion"}
+    with pytest.raises(ValueError, match="unknown feature extractor"):
+        create_extractor("sift")
+    for name, dim in (("colormotion", ColorMotion.dim), ("s3d", 1024)):
+        groups = feature_groups(name)
+        spans = sorted(groups.values())
+        assert spans[0][0] == 0 and spans[-1][1] == dim  # contiguous, covering every dim once
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert list(feature_groups("colormotion")) == ["colour", "layout", "shape", "motion"]
+
+
+def test_colormotion_shape_dtype_determinism():
+    ex = create_extractor("colormotion")
+    w, h = ex.input_size
+    clips = np.stack([moving_texture(CLIP_FRAMES, RED, 2.0, seed=s, size=(h, w)) for s in range(3)])
+    out = ex(clips)
+    assert out.shape == (3, ex.dim) and out.dtype == np.float32 and np.isfinite(out).all()
+    assert np.array_equal(out, ex(clips))
+    assert np.array_equal(out[1:], ex(clips[1:]))  # a clip's feature does not depend on its batch
+    still = np.repeat(clips[:, :1], CLIP_FRAMES, axis=1)
+    m0, m1 = ex.groups["motion"]
+    assert np.linalg.norm(ex(still)[:, m0:m1], axis=1).max() < np.linalg.norm(out[:, m0:m1], axis=1).min()
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    """16 scenes of 1.5 s in one encoded video: {red, blue} x {left, right} x 4 textures/speeds."""
+    labels, frames = [], []
+    rng = np.random.default_rng(11)
+    for colour_name, colour in (("red", RED), ("blue", BLUE)):
+        for direction in (-1, 1):
+            for _variant in range(4):
+                speed = rng.uniform(1.0, 2.0)  # px/frame at 128 px wide
+                tint = np.clip(np.asarray(colour) + rng.integers(-25, 25, 3), 0, 255)
+                frames.append(moving_texture(CLIP_FRAMES, tuple(tint), direction * speed, seed=100 + len(labels)))
+                labels.append((colour_name, direction))
+    # 20 fps source: each 30-frame scene is exactly one clip.
+    path = write_video(tmp_path_factory.mktemp("scenes") / "scenes.mp4", np.concatenate(frames), fps=SAMPLE_FPS)
+    ex = create_extractor("colormotion")
+    reader = ClipReader(path, DecodeOptions(*ex.input_size))
+    feats = np.concatenate([ex(batch.frames) for batch in reader])
+    assert len(feats) == len(labels)
+    return feats, labels, ex
+
+
+def nearest_neighbour_accuracy(x: np.ndarray, labels: list) -> float:
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    nn = d.argmin(axis=1)
+    return float(np.mean([labels[i] == labels[j] for i, j in enumerate(nn)]))
+
+
+def test_colormotion_separates_red_from_blue(scenes):
+    feats, labels, ex = scenes
+    a, b = ex.groups["colour"]
+    assert nearest_neighbour_accuracy(feats[:, a:b], [c for c, _ in labels]) == 1.0
+
+
+def test_colormotion_separates_left_from_right(scenes):
+    feats, labels, ex = scenes
+    a, b = ex.groups["motion"]
+    assert nearest_neighbour_accuracy(feats[:, a:b], [d for _, d in labels]) == 1.0
+    # And the colour group alone cannot tell directions apart (so the motion group is doing the work).
+    a, b = ex.groups["colour"]
+    assert nearest_neighbour_accuracy(feats[:, a:b], [d for _, d in labels]) < 0.9
+
+
+def test_colormotion_whole_vector_neighbours_share_colour_and_direction(scenes):
+    feats, labels, _ = scenes
+    assert nearest_neighbour_accuracy(feats, labels) == 1.0
+
+
+# -- S3D: random weights through the real loading path ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def random_s3d(tmp_path_factory):
+    import torch
+    from safetensors.torch import save_file
+    from torchvision.models.video import s3d
+
+    torch.manual_seed(0)
+    model = s3d(weights=None).eval()
+    folder = tmp_path_factory.mktemp("s3d")
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "s3d.safetensors"))
+    torch.save({"state_dict": state}, folder / "s3d.pth")  # a training-checkpoint wrapper
+    return model, folder
+
+
+@pytest.mark.slow
+def test_s3d_random_weights_load_and_yield_1024d(random_s3d):
+    import torch
+
+    model, folder = random_s3d
+    ex = create_extractor("s3d", s3d_weights=folder / "s3d.safetensors", device="cpu")
+    assert ex.dim == 1024 and ex.input_size == (256, 256)
+    w, h = ex.input_size
+    clips = np.random.default_rng(0).integers(0, 256, (2, CLIP_FRAMES, h, w, 3), dtype=np.uint8)
+    out = ex(clips)
+    assert out.shape == (2, 1024) and out.dtype == np.float32 and np.isfinite(out).all()
+    assert not np.allclose(out[0], out[1])
+    # The same numbers as the saved model's pooled features, computed by hand: the weights were
+    # really loaded and the classifier really removed.
+    with torch.inference_mode():
+        x = ex.transform(torch.from_numpy(clips[:1]).permute(0, 1, 4, 2, 3))
+        ref = model.avgpool(model.features(x)).mean(dim=(2, 3, 4)).numpy()
+    np.testing.assert_allclose(out[:1], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_s3d_loads_torch_checkpoints_too(random_s3d):
+    import torch
+
+    model, folder = random_s3d
+    ex = create_extractor("s3d", s3d_weights=folder / "s3d.pth")
+    for name, tensor in ex.model.state_dict().items():
+        assert torch.equal(tensor, model.state_dict()[name]), name
+
+
+def test_s3d_rejects_wrong_or_missing_weights(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"features.0.weight": torch.zeros(3, 3)}, str(tmp_path / "wrong.safetensors"))
+    with pytest.raises(ValueError, match="do not fit the S3D model"):
+        create_extractor("s3d", s3d_weights=tmp_path / "wrong.safetensors")
+    with pytest.raises(FileNotFoundError):
+        create_extractor("s3d", s3d_weights=tmp_path / "absent.safetensors")
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", offline)
+    with pytest.raises(RuntimeError, match="--s3d-weights"):
+        create_extractor("s3d")
+
+
+def test_s3d_uses_torchvisions_cache(random_s3d, tmp_path, monkeypatch):
+    import torch
+    from torchvision.models.video import S3D_Weights
+
+    model, _ = random_s3d
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(model.state_dict(), cache / S3D_Weights.KINETICS400_V1.url.rsplit("/", 1)[1])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    ex = create_extractor("s3d")  # no network here: only the cache can serve it
+    for name, tensor in ex.model.state_dict().items():
+        assert torch.equal(tensor, model.state_dict()[name]), name
