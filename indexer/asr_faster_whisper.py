@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from indexer.audio import SAMPLE_RATE
-from indexer.sentences import Word
+from indexer.sentences import NO_SPACE_LANGUAGES, Word
 
 if TYPE_CHECKING:
     from indexer.speech import AsrOptions, Recognised
@@ -78,11 +78,20 @@ def transcribe(samples: np.ndarray, options: AsrOptions) -> Recognised:
         condition_on_previous_text=False,  # stops one misrecognition from repeating down the file
     )
     duration = len(samples) / SAMPLE_RATE
+    spaced = info.language not in NO_SPACE_LANGUAGES
     words: list[Word] = []
     with tqdm(total=round(duration, 1), unit="s", desc="faster-whisper", disable=duration < PROGRESS_MIN_S,
               leave=False) as bar:
         for seg in segments:  # a generator: decoding happens while iterating
             for w in seg.words or ():
-                words.append(Word(float(w.start), float(w.end), w.word.strip(), float(w.probability)))
+                text = w.word.strip()
+                if spaced and words and text and not w.word[:1].isspace():
+                    # No leading space: the rest of the previous word ("o" + "'clock"), split off by
+                    # whisper's punctuation handling.
+                    prev = words.pop()
+                    words.append(Word(prev.start, float(w.end), prev.text + text,
+                                      min(float(w.probability), prev.confidence if prev.confidence is not None else 1.0)))
+                else:
+                    words.append(Word(float(w.start), float(w.end), text, float(w.probability)))
             bar.update(max(0.0, round(seg.end - bar.n, 1)))
     return Recognised(words=tuple(words), language=info.language, model=model_name)
