@@ -63,3 +63,22 @@ def archive(n_videos: int = 4, per_video: int = 12, silent_every: int = 4, seed:
                     tokens.append(list(rng.integers(0, N_VISUAL, size=3)))
                     t += CLIP_SECONDS
     return sentences, clips, np.asarray(tokens, dtype=np.int64)
+
+
+def tiny_tokenizer(folder: Path, max_len: int = 64, max_text_len: int = 16):
+    from model.tokenization import VideoBertTokenizer
+
+    return VideoBertTokenizer(text_tokenizer(folder), N_VISUAL, 3, max_len=max_len, max_text_len=max_text_len)
+
+
+def tiny_model(tok, hidden: int = 32, layers: int = 2, dropout: float = 0.0, seed: int = 0):
+    import torch
+
+    from model.videobert import VideoBert, VideoBertConfig
+
+    cfg = VideoBertConfig(text_vocab_size=tok.text_vocab_size, n_visual_words=tok.n_visual_words,
+                          tokens_per_clip=tok.tokens_per_clip, hidden_size=hidden, num_hidden_layers=layers,
+                          num_attention_heads=4, intermediate_size=2 * hidden, max_position_embeddings=64,
+                          embed_dim=hidden, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    torch.manual_seed(seed)
+    return VideoBert(cfg)
