@@ -112,8 +112,8 @@ def transcribe(samples: np.ndarray, options: AsrOptions) -> Recognised:
     download_root = str(options.cache_dir) if options.cache_dir else None
     model = load_model(spec, device, download_root)
     language = options.language or (None if model.is_multilingual else "en")
-    vad = options.vad
-    if vad is True:
+    vad: bool | str | list[tuple[float, float]] = options.vad or False
+    if vad is True:  # explicit speech segments from the bundled VAD: nothing to download
         vad = _bundled_vad_segments(samples)
         if not vad:
             return Recognised(words=(), language=language, model=spec)
@@ -121,7 +121,7 @@ def transcribe(samples: np.ndarray, options: AsrOptions) -> Recognised:
         model,
         samples.astype(np.float32, copy=False),
         language=language,
-        vad=vad or False,
+        vad=vad,
         beam_size=options.beam_size,
         temperature=0.0,
         fp16=device == "cuda",

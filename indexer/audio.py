@@ -50,7 +50,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> Audio:
         if not container.streams.audio:
             return Audio(np.zeros(0, np.float32), sample_rate, "no audio stream")
         stream = container.streams.audio[0]
-        stream.thread_type = "AUTO"
+        stream.codec_context.thread_type = "AUTO"  # decode with several threads where the codec can
         origin = (container.start_time or 0) / av.time_base  # seconds; the video's origin too
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 PAUSE_S = 1.0  # seconds of silence between two words that end a sentence
 MAX_SENTENCE_S = 15.0  # seconds; a longer run of words is split

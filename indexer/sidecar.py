@@ -11,9 +11,9 @@ from __future__ import annotations
 import html
 import logging
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from indexer.sentences import Sentence, Word
 
@@ -208,7 +208,7 @@ def cues_to_words(cues: Iterable[Cue]) -> list[Word]:
         weights = [len(t) + 1 for t in tokens]
         per_char = (cue.end - cue.start) / sum(weights)
         t = cue.start
-        for token, weight in zip(tokens, weights):
+        for token, weight in zip(tokens, weights, strict=True):
             words.append(Word(t, t + weight * per_char, token, None))
             t += weight * per_char
     return words

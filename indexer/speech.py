@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -138,6 +138,11 @@ def transcribe_video(path: Path, options: AsrOptions) -> Transcript:
         if sidecar is None:
             return Transcript((), "sidecar", None, skipped_reason="no .srt/.vtt subtitle file next to the video")
         transcript = _from_sidecar(sidecar, path, options)
+        if options.backend == "auto" and not transcript.sentences and transcript.problems:
+            # A sidecar with nothing readable in it: recognise the speech instead, keep the notes.
+            log.warning("%s: sidecar %s is unreadable; falling back to %s", path, sidecar, DEFAULT_ASR)
+            fallback = transcribe_video(path, replace(options, backend=DEFAULT_ASR))
+            return replace(fallback, problems=transcript.problems + fallback.problems)
     else:
         audio = load_audio(path)
         if audio.skipped_reason:

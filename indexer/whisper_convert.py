@@ -60,7 +60,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SUPPORTED_BINARY_VERSIONS = range(2, 7)  # model.bin format versions this reader understands
-CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16"}
+CT2_DTYPES: dict[int, str] = {0: "float32", 1: "int8", 2: "int16", 3: "int32", 4: "float16", 5: "bfloat16"}
 CHECKPOINT_DTYPE = "float16"  # stored precision: halves the file; whisper upcasts on load_state_dict
 CACHE_SUBDIR = "whisper-converted"  # under the cache dir
 WHISPER_HEAD_DIM = 64  # every Whisper size uses 64-d attention heads
@@ -93,6 +93,7 @@ def _to_array(raw: bytes, dtype_id: int, shape: list[int]) -> np.ndarray:
     dtype = CT2_DTYPES.get(dtype_id)
     if dtype is None:
         raise ConversionError(f"unknown CTranslate2 dtype id {dtype_id}")
+    arr: np.ndarray
     if dtype == "bfloat16":  # numpy has no bfloat16: it is the top half of a float32
         arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
     else:
@@ -164,7 +165,7 @@ def ct2_to_whisper(variables: dict[str, np.ndarray]) -> tuple[dict[str, int], di
         # Fused projections are stacked along the output dim; openai's `key` has no bias.
         weights = np.split(_weight(v, src), len(dsts), axis=0)
         biases = np.split(v[f"{src}/bias"].astype(np.float32), len(dsts))
-        for dst, w, b in zip(dsts, weights, biases):
+        for dst, w, b in zip(dsts, weights, biases, strict=True):
             sd[f"{dst}.weight"] = w
             if not dst.endswith(".key"):
                 sd[f"{dst}.bias"] = b

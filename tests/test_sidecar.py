@@ -1,11 +1,12 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indexer.sentences import Sentence
+from indexer.sentences import Sentence, Word
 from indexer.sidecar import (
     cues_to_words,
     decode_text,
@@ -18,7 +19,8 @@ from indexer.sidecar import (
     to_srt,
     to_vtt,
 )
-from indexer.speech import AsrOptions, transcribe_video
+from indexer.speech import AsrOptions, Recognised, transcribe_video
+from vbsearch import synth
 
 SRT = (
     "\ufeff1\r\n00:00:01,000 --> 00:00:03,500\r\n<i>Hello</i> <font color=\"red\">world</font>.\r\n\r\n"
@@ -191,3 +193,22 @@ fragments = st.sampled_from([
 @given(st.lists(fragments, max_size=40).map("".join))
 def test_property_parser_never_crashes_on_subtitle_like_text(text):
     _check(parse_subtitles(text))
+
+
+def test_auto_falls_back_to_asr_when_the_sidecar_is_unreadable(tmp_path: Path, monkeypatch):
+    import indexer.asr_faster_whisper as fw
+
+    calls = []
+
+    def fake_transcribe(samples, options):
+        calls.append(len(samples))
+        return Recognised((Word(0.1, 0.4, "Recognised.", 0.8),), "en", "fake")
+
+    monkeypatch.setattr(fw, "transcribe", fake_transcribe)
+    video = synth.write_video(tmp_path / "v.mp4", synth.moving_square(10), fps=10, audio=np.zeros(16_000, np.float32))
+    (tmp_path / "v.srt").write_text("1\n00:00:xx --> 00:00:02,000\nbroken\n")
+    tr = transcribe_video(video, AsrOptions())
+    assert calls and tr.backend == "faster-whisper" and [s.text for s in tr.sentences] == ["Recognised."]
+    assert len(tr.problems) == 1 and "unreadable timing" in tr.problems[0]
+    forced = transcribe_video(video, AsrOptions(backend="sidecar"))
+    assert forced.backend == "sidecar" and forced.sentences == () and len(calls) == 1

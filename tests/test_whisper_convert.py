@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from indexer.whisper_convert import ConversionError, cached_checkpoint, convert, ct2_to_whisper, read_ct2_model
+from indexer.whisper_convert import (
+    ConversionError,
+    cached_checkpoint,
+    convert,
+    ct2_to_whisper,
+    read_ct2_model,
+)
 
 whisper = pytest.importorskip("whisper")
 
