@@ -130,23 +130,37 @@ def nearest(x: np.ndarray, centroids: np.ndarray, sqnorm: np.ndarray | None = No
 
 
 def kmeans_pp_init(x: np.ndarray, k: int, rng: np.random.Generator, max_points: int) -> np.ndarray:
-    """(k, D) float32 k-means++ seeds drawn from at most `max_points` rows of x.
+    """(k, D) float32 greedy k-means++ seeds drawn from at most `max_points` rows of x.
 
     faiss's own init picks k random rows, which on well-separated data often puts two
     centroids in one cluster and leaves another cluster to share a centroid; Lloyd's
     iterations cannot undo that, and in a tree the mistake is inherited by the whole subtree.
+    Plain k-means++ fixes that but favours isolated outliers, which in a tree wastes whole
+    subtrees on a few points; the greedy variant (Arthur & Vassilvitskii; scikit-learn's
+    default) draws 2 + log k candidates per seed and keeps the one that lowers the potential most.
     """
     if len(x) > max_points:
         x = x[np.sort(rng.choice(len(x), max_points, replace=False))]
+    x = x.astype(np.float32, copy=False)
+    sqnorm = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+
+    def sqdist(rows: np.ndarray) -> np.ndarray:  # (len(rows), n) squared distances, clipped at 0
+        return np.maximum(sqnorm[rows, None] - 2.0 * (x[rows] @ x.T) + sqnorm[None, :], 0.0)
+
+    trials = 2 + int(np.log(k))
     chosen = [int(rng.integers(len(x)))]
-    d2 = ((x - x[chosen[0]]) ** 2).sum(axis=1, dtype=np.float64)
+    d2 = sqdist(np.asarray(chosen))[0]
     for _ in range(1, k):
         total = d2.sum()
-        # All remaining rows coincide with a seed: any row will do (the empty cluster is dropped later).
-        nxt = int(rng.integers(len(x))) if total <= 0 else int(rng.choice(len(x), p=d2 / total))
-        chosen.append(nxt)
-        np.minimum(d2, ((x - x[nxt]) ** 2).sum(axis=1, dtype=np.float64), out=d2)
-    return np.ascontiguousarray(x[chosen], dtype=np.float32)
+        if total <= 0:  # every row coincides with a seed: any row will do (empty clusters are dropped later)
+            chosen.append(int(rng.integers(len(x))))
+            continue
+        candidates = rng.choice(len(x), size=trials, p=d2 / total)
+        pots = np.minimum(d2[None, :], sqdist(candidates))  # (trials, n)
+        best = int(pots.sum(axis=1).argmin())
+        chosen.append(int(candidates[best]))
+        d2 = pots[best]
+    return np.ascontiguousarray(x[chosen])
 
 
 def fit_tree(
