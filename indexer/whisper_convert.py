@@ -240,6 +240,7 @@ def convert(ct2_dir: str | Path, output: str | Path) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(checkpoint, fh)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a model cache may be shared
         os.replace(tmp, output)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
