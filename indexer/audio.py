@@ -2,8 +2,9 @@
 
 Frames are decoded and resampled one at a time, so memory holds only the 16 kHz output
 (64 kB per second of media), whatever the source rate, layout or codec.
-Sample 0 is the container's start time, the same origin as the video frames' timestamps,
-so sentence times line up with clip times even when the audio starts late or early.
+Sample 0 is the first video frame's time, the origin indexer/decode.py gives clips, so
+sentence times line up with clip times even when the audio starts late or early (MPEG-TS,
+edited MP4s); audio-only files start at the container's start time.
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ class Audio:
         return len(self.samples) / self.sample_rate
 
 
+def _timeline_origin(container, time_base: int) -> float:
+    """Seconds of the media's time zero: the video stream's start, else the container's."""
+    for stream in container.streams.video:
+        if stream.start_time is not None and stream.time_base is not None:
+            return float(stream.start_time * stream.time_base)
+    return (container.start_time or 0) / time_base
+
+
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> Audio:
     """Decode the first audio stream of any container PyAV/FFmpeg reads."""
     import av
@@ -51,7 +60,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> Audio:
             return Audio(np.zeros(0, np.float32), sample_rate, "no audio stream")
         stream = container.streams.audio[0]
         stream.codec_context.thread_type = "AUTO"  # decode with several threads where the codec can
-        origin = (container.start_time or 0) / av.time_base  # seconds; the video's origin too
+        origin = _timeline_origin(container, av.time_base)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
         first_time: float | None = None

@@ -71,3 +71,34 @@ def test_unreadable_file_raises_a_clear_error(tmp_path: Path):
         load_audio(bad)
     with pytest.raises(AudioError, match="cannot open"):
         load_audio(tmp_path / "missing.mp4")
+
+
+def test_audio_starting_before_the_video_is_put_on_the_video_clock(tmp_path: Path):
+    """Audio from t=0, first video frame at t=1.0 s: a beep at audio 1.5 s is at 0.5 s on the clip clock."""
+    import av
+
+    path = tmp_path / "offset.mkv"
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=25)
+        v.width = v.height = 32
+        v.pix_fmt = "yuv420p"
+        a = c.add_stream("aac", rate=SAMPLE_RATE)
+        a.layout = "mono"
+        for i in range(50):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            frame.pts = 25 + i  # time base 1/25: the video starts at 1.0 s
+            for packet in v.encode(frame):
+                c.mux(packet)
+        for packet in v.encode():
+            c.mux(packet)
+        track = _beep_track()
+        af = av.AudioFrame.from_ndarray(track.reshape(1, -1), format="flt", layout="mono")
+        af.sample_rate, af.pts = SAMPLE_RATE, 0
+        resampler = av.AudioResampler(format=a.format.name, layout="mono", rate=SAMPLE_RATE, frame_size=a.frame_size)
+        for chunk in (*resampler.resample(af), *resampler.resample(None)):
+            for packet in a.encode(chunk):
+                c.mux(packet)
+        for packet in a.encode():
+            c.mux(packet)
+    audio = load_audio(path)
+    assert abs(_onset(audio.samples) - (TONE_AT_S - 1.0)) < 0.03
