@@ -177,9 +177,10 @@ class SegmentStore:
             if offset is None:
                 return
 
-    def indexed_videos(self) -> dict[str, str]:
-        """video_id -> model_id of its points."""
-        return {p.payload["video_id"]: p.payload.get("model_id", "") for p in self.scroll(["video_id", "model_id"])}
+    def indexed_videos(self, fields: tuple[str, ...] = ("model_id",)) -> dict[str, dict[str, Any]]:
+        """video_id -> the asked payload fields of (one of) its points."""
+        return {p.payload["video_id"]: {f: p.payload.get(f) for f in fields}
+                for p in self.scroll(["video_id", *fields])}
 
     def search(self, channel: str, vector: list[float], limit: int, filters: Filters | None = None) -> list:
         if channel not in CHANNELS:

@@ -30,7 +30,7 @@ def test_upsert_is_idempotent_and_ids_deterministic(store):
     store.upsert(pts)
     assert store.count() == 5
     assert pts[0].id == point_id("a", 0.0) and point_id("a", 0.0) != point_id("b", 0.0)
-    assert store.indexed_videos() == {"a": "m1"}
+    assert store.indexed_videos() == {"a": {"model_id": "m1"}}
 
 
 def test_search_channels_and_filters(store):
@@ -52,7 +52,7 @@ def test_search_channels_and_filters(store):
 def test_delete_video_and_recreate_on_new_dim(store):
     store.upsert(_points("a", 3) + _points("b", 2))
     store.delete_video("a")
-    assert store.indexed_videos() == {"b": "m1"}
+    assert store.indexed_videos(("model_id", "path")) == {"b": {"model_id": "m1", "path": "/archive/b.mp4"}}
     store.ensure(16)
     assert store.dim() == 16 and store.count() == 0
 

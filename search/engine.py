@@ -1,0 +1,196 @@
+"""SearchEngine: the one API that the CLI, the UI and the HTTP service call.
+
+    query -> encode (joint encoder, text-only form)
+          -> ANN on the "video" channel and on the "text" (transcript) channel, K candidates each
+          -> rerank the union: alignment head on [CLS] query [>] candidate tokens [SEP], one batch
+          -> combine (see RankingOptions) -> top_k hits
+
+The model loads once per engine; the store stays open for the engine's life.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from search.hits import Hit
+from search.store import Filters, SegmentStore
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = "model"  # inside the data dir
+VOCAB_DIR = "vocab"
+
+
+class EngineError(RuntimeError):
+    pass
+
+
+class NoIndexError(EngineError):
+    """The data dir holds no model or no indexed segments yet."""
+
+
+@dataclass(frozen=True)
+class RankingOptions:
+    candidates: int = 50  # K per channel before reranking
+    rerank: bool = True  # rescore candidates with the alignment head
+    align_weight: float = 0.5  # weight of P(aligned) in the final score
+    text_weight: float = 1.0  # transcript similarity relative to video similarity inside the retrieval score
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    videos: int  # complete videos in the catalog
+    hours: float
+    clips: int
+    segments: int  # points in the vector store
+    failed: list[dict]  # path, stage, error
+    model_id: str | None
+    vocab_lines: list[str] = field(default_factory=list)
+    last_indexed: float | None = None  # unix time
+
+
+@dataclass(frozen=True)
+class Timings:
+    encode: float  # s
+    ann: float
+    rerank: float
+    total: float
+
+
+def model_id_of(model_dir: Path) -> str:
+    """A short id of a checkpoint's weights (their sha256), stored with every point."""
+    from model.checkpoint import MODEL_FILE, read_config
+
+    return read_config(model_dir)["sha256"][MODEL_FILE][:16]
+
+
+class SearchEngine:
+    def __init__(self, data_dir: Path, inference, store: SegmentStore, model_id: str,
+                 options: RankingOptions = RankingOptions()):
+        from indexer.catalog import Catalog
+
+        self.data_dir = Path(data_dir)
+        self.inference = inference
+        self.store = store
+        self.model_id = model_id
+        self.options = options
+        self.catalog = Catalog(self.data_dir)
+        self.last_timings: Timings | None = None
+        self._catalogued: tuple[float, set[str]] | None = None
+
+    @classmethod
+    def open(cls, settings, options: RankingOptions = RankingOptions()) -> SearchEngine:
+        from model.inference import VideoBertInference
+
+        model_dir = Path(settings.model_dir or settings.data_dir / MODEL_DIR)
+        if not (model_dir / "config.json").is_file():
+            raise NoIndexError(f"no trained model in {model_dir}: run `vbsearch index PATH...` first")
+        inference = VideoBertInference.load(model_dir, device=settings.torch_device)
+        store = SegmentStore.open(settings.data_dir, settings.qdrant_url, settings.qdrant_api_key)
+        return cls(settings.data_dir, inference, store, model_id_of(model_dir), options)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- search -----------------------------------------------------------------------------------------
+    def search(self, query: str, top_k: int = 10, filters: Filters | None = None,
+               options: RankingOptions | None = None) -> list[Hit]:
+        query = " ".join(query.split())
+        if not query:
+            return []
+        opts = options or self.options
+        t0 = time.perf_counter()
+        q = self.inference.encode_text([query])[0]
+        t1 = time.perf_counter()
+        points = self._candidates(q, opts, filters)
+        t2 = time.perf_counter()
+        if not points:
+            self.last_timings = Timings(t1 - t0, t2 - t1, 0.0, t2 - t0)
+            return []
+        s_video, s_text = self._similarities(q, points)
+        retrieval = np.maximum(s_video, opts.text_weight * s_text)
+        align = np.zeros(len(points), dtype=np.float32)
+        if opts.rerank:
+            tokens = [self._tokens(p) for p in points]
+            align = self.inference.align_prob([query] * len(points), tokens)
+        t3 = time.perf_counter()
+        score = (1 - opts.align_weight) * retrieval + opts.align_weight * align if opts.rerank else retrieval
+        order = np.argsort(-score, kind="stable")[:top_k]
+        self.last_timings = Timings(t1 - t0, t2 - t1, t3 - t2, t3 - t0)
+        return [self._hit(points[i], float(score[i]),
+                          {"video": float(s_video[i]), "text": float(s_text[i]), "align": float(align[i])})
+                for i in order]
+
+    def more_like_this(self, segment_id: str, top_k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        found = self.store.retrieve([segment_id], with_vectors=True)
+        if not found:
+            raise EngineError(f"unknown segment {segment_id!r}")
+        vec = np.asarray(found[0].vector["video"], dtype=np.float32)
+        hits = self.store.search("video", vec.tolist(), top_k + 1, filters)
+        return [self._hit(p, float(p.score), {"video": float(p.score)}) for p in hits if str(p.id) != segment_id][:top_k]
+
+    def _candidates(self, q: np.ndarray, opts: RankingOptions, filters: Filters | None) -> list:
+        seen: dict[str, object] = {}
+        for channel in ("video", "text"):
+            for p in self.store.search(channel, q.tolist(), opts.candidates, filters):
+                seen.setdefault(str(p.id), p)
+        return self.store.retrieve(list(seen), with_vectors=True)
+
+    @staticmethod
+    def _similarities(q: np.ndarray, points: list) -> tuple[np.ndarray, np.ndarray]:
+        s_video = np.array([np.dot(q, p.vector["video"]) for p in points], dtype=np.float32)
+        # No transcript: no evidence from that channel (not negative evidence).
+        s_text = np.array([np.dot(q, p.vector["text"]) if "text" in p.vector else -1.0 for p in points],
+                          dtype=np.float32)
+        return s_video, s_text
+
+    def _tokens(self, point) -> np.ndarray:
+        per_clip = int(point.payload.get("tokens_per_clip", 1))
+        return np.asarray(point.payload["tokens"], dtype=np.int64).reshape(-1, per_clip)
+
+    @staticmethod
+    def _hit(point, score: float, scores: dict[str, float]) -> Hit:
+        p = point.payload
+        return Hit(video=p["path"], start=float(p["start"]), end=float(p["end"]), score=score, text=p.get("text", ""),
+                   video_id=p["video_id"], segment_id=str(point.id), thumbnail=p.get("thumbnail"),
+                   fps=p.get("fps"), scores=scores)
+
+    # -- the archive ------------------------------------------------------------------------------------
+    def videos(self):
+        return self.catalog.read_table("videos")
+
+    def is_catalogued(self, path: str) -> bool:
+        """Whether `path` is a catalogued video (the UI and the service serve nothing else)."""
+        folder = self.catalog.root / "videos"
+        stamp = folder.stat().st_mtime if folder.is_dir() else 0.0
+        if self._catalogued is None or self._catalogued[0] != stamp:
+            videos = self.videos()
+            self._catalogued = (stamp, set(videos["path"].to_list()) if videos.height else set())
+        return str(path) in self._catalogued[1]
+
+    def index_info(self) -> IndexInfo:
+        from model.vocab import VisualVocab
+
+        videos = self.videos()
+        errors = self.catalog.read_table("errors")
+        vocab_lines: list[str] = []
+        if (self.data_dir / VOCAB_DIR).is_dir():
+            try:
+                vocab_lines = VisualVocab.load(self.data_dir / VOCAB_DIR).stats().lines()
+            except Exception as exc:  # info only: never fail the page over it
+                vocab_lines = [f"vocabulary unreadable: {exc}"]
+        return IndexInfo(
+            videos=videos.height,
+            hours=float(videos["duration"].sum()) / 3600 if videos.height else 0.0,
+            clips=self.catalog.read_table("clips").height,
+            segments=self.store.count(),
+            failed=errors.select("path", "stage", "error").to_dicts() if errors.height else [],
+            model_id=self.model_id,
+            vocab_lines=vocab_lines,
+            last_indexed=float(videos["indexed_at"].max()) if videos.height else None,
+        )
