@@ -189,7 +189,7 @@ class Pretrainer:
         parts = {"mlm": mlm, "mvm": mvm, "align": align, "itc": itc}
         total = o.w_mlm * mlm + o.w_mvm * mvm + o.w_align * align + o.w_itc * itc
         metrics.update({k: float(v.detach()) for k, v in parts.items()})
-        metrics["loss"] = float(total)
+        metrics["loss"] = float(total.detach())
         metrics["tokens"] = n_tokens
         return total, metrics
 
