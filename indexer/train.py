@@ -1,0 +1,163 @@
+"""`vbsearch train`: fit the visual vocabulary (if the data dir has none) and pretrain VideoBERT on the catalog.
+
+    catalog clips (features) --vocab--> visual tokens --+
+    catalog sentences ---------------------------------+--> model.pretrain --> data_dir/model
+The model folder doubles as the training checkpoint: an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexer.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+VOCAB_SUBDIR = "vocab"  # data_dir/vocab: the visual vocabulary (model/vocab.py)
+MODEL_SUBDIR = "model"  # data_dir/model: the VideoBERT checkpoint and its training state
+
+
+class TrainError(RuntimeError):
+    """The catalog cannot be trained on (empty, mixed extractors, no speech, ...)."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    steps: int = 300  # optimizer steps
+    batch_size: int = 8  # sentence windows per micro-batch
+    grad_accum: int = 1  # micro-batches per step
+    lr: float = 5e-5  # encoder peak learning rate
+    head_lr: float = 5e-4  # fresh heads' peak learning rate
+    max_len: int = 64  # tokens per sequence, specials included
+    max_text_len: int = 32  # wordpieces a paired sentence always keeps (at most half of max_len)
+    bert: str | None = None  # initial BERT folder or name; None = offline all-MiniLM-L6-v2
+    vocab_mode: str = "factored"  # paper | factored, used only when the vocabulary is fitted here
+    fresh: bool = False  # ignore an existing model / training state and start over
+    seed: int = 0
+    checkpoint_every: int = 50  # steps
+    eval_every: int = 100  # steps
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = TrainOptions()
+    parser.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"sentence windows per batch (default {d.batch_size})")
+    parser.add_argument("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per step (default 1)")
+    parser.add_argument("--lr", type=float, default=d.lr, help=f"encoder peak learning rate (default {d.lr})")
+    parser.add_argument("--head-lr", type=float, default=d.head_lr, help=f"heads' peak learning rate (default {d.head_lr})")
+    parser.add_argument("--max-len", type=int, default=d.max_len, help=f"tokens per sequence (default {d.max_len})")
+    parser.add_argument("--bert", help="initial BERT checkpoint folder or hub name (default: offline all-MiniLM-L6-v2)")
+    parser.add_argument("--vocab-mode", choices=("paper", "factored"), default=d.vocab_mode,
+                        help="visual vocabulary mode when fitting one (default factored)")
+    parser.add_argument("--fresh", action="store_true", help="start over instead of resuming data_dir/model")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+
+
+def load_training_tables(catalog: Catalog):
+    """(clips sorted by video/time, sentences, extractor name, feature groups) from a catalog."""
+    import polars as pl
+
+    videos = catalog.read_table("videos")
+    clips = catalog.read_table("clips")
+    if videos.is_empty() or clips.is_empty():
+        raise TrainError(f"no indexed videos in {catalog.root}: run `vbsearch index PATH...` first")
+    extractors = sorted(set(videos["features"].to_list()))
+    if len(extractors) != 1:
+        raise TrainError(f"the catalog mixes feature extractors {extractors}: re-index with one --features")
+    groups_json = videos["feature_groups"][0] if "feature_groups" in videos.columns else None
+    groups = {k: tuple(v) for k, v in json.loads(groups_json).items()} if groups_json else None
+    clips = clips.sort(["video_id", "start"])
+    sentences = catalog.read_table("sentences")
+    if sentences.is_empty():
+        sentences = pl.DataFrame(schema={"video_id": pl.Utf8, "start": pl.Float64, "end": pl.Float64, "text": pl.Utf8})
+    return clips, sentences, extractors[0], groups
+
+
+def clip_features(clips) -> np.ndarray:
+    feats = np.asarray(clips["feature"].to_list(), dtype=np.float32)
+    if feats.ndim != 2:
+        raise TrainError("clip features have uneven lengths: re-index the archive with one extractor")
+    return feats
+
+
+def load_or_fit_vocab(data_dir: Path, features: np.ndarray, extractor: str, groups, mode: str):
+    from model.vocab import VisualVocab, VocabConfig
+
+    folder = data_dir / VOCAB_SUBDIR
+    if (folder / "vocab.json").is_file():
+        vocab = VisualVocab.load(folder, expect_extractor=extractor, expect_dim=features.shape[1])
+        log.info("visual vocabulary: %d words, %d per clip (from %s)", vocab.n_words, vocab.tokens_per_clip, folder)
+        return vocab
+    vocab = VisualVocab.fit(features, VocabConfig(mode=mode), groups=groups, extractor=extractor)
+    vocab.save(folder)
+    return vocab
+
+
+def train(data_dir: Path, options: TrainOptions, device: str = "cpu", progress: bool = True) -> Path:
+    """Pretrain VideoBERT on the catalog of `data_dir`; returns the model folder."""
+    import torch
+
+    from model.checkpoint import has_training_state, read_config
+    from model.pretrain import Pretrainer, PretrainOptions
+    from model.pretrain_data import PretrainData
+    from model.tokenization import VideoBertTokenizer
+    from model.videobert import from_pretrained_bert
+
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    clips, sentences, extractor, groups = load_training_tables(Catalog(data_dir))
+    feats = clip_features(clips)
+    vocab = load_or_fit_vocab(data_dir, feats, extractor, groups, options.vocab_mode)
+    tokens = vocab.tokenize(feats)
+    data = PretrainData(sentences, clips.select(["video_id", "start", "end"]), tokens)
+
+    out = data_dir / MODEL_SUBDIR
+    tok = VideoBertTokenizer.from_pretrained(options.bert, vocab.n_words, vocab.tokens_per_clip,
+                                             max_len=options.max_len,
+                                             max_text_len=min(options.max_text_len, options.max_len // 2))
+    model = from_pretrained_bert(options.bert, vocab.n_words, vocab.tokens_per_clip, vocab.word_vectors(),
+                                 tok.sep_id, seed=options.seed)
+    resume = not options.fresh and has_training_state(out)
+    if resume and read_config(out)["model"] != model.cfg.to_dict():
+        raise TrainError(f"{out} holds a model of another shape (vocabulary refitted?): use --fresh to start over")
+    popts = PretrainOptions(steps=options.steps, batch_size=options.batch_size, grad_accum=options.grad_accum,
+                            lr=options.lr, head_lr=options.head_lr, seed=options.seed,
+                            checkpoint_every=options.checkpoint_every, eval_every=options.eval_every,
+                            progress=progress)
+    trainer = Pretrainer(model, tok, data, popts, device=device)
+    result = trainer.fit(out, resume=resume)
+    if result.history:
+        last = result.history[-1]
+        log.info("trained %d steps in %.0f s (%.0f tokens/s): %s", len(result.history), result.seconds,
+                 result.tokens / max(result.seconds, 1e-9),
+                 " ".join(f"{k}={last[k]:.3f}" for k in ("loss", "mlm", "mvm", "align", "itc")))
+    if result.evals:
+        log.info("held-out: %s", " ".join(f"{k}={v:.3f}" for k, v in result.evals[-1].items() if k != "step"))
+    return out
+
+
+def run(args: argparse.Namespace, settings) -> int:
+    from model.checkpoint import CheckpointError
+    from model.pretrain_data import PretrainDataError
+
+    options = TrainOptions(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
+                           head_lr=args.head_lr, max_len=args.max_len, bert=args.bert, vocab_mode=args.vocab_mode,
+                           fresh=args.fresh, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                           threads=args.threads)
+    try:
+        out = train(Path(settings.data_dir), options, device=settings.torch_device)
+    except (TrainError, PretrainDataError, CheckpointError, ValueError, FileNotFoundError) as exc:
+        print(f"vbsearch train: {exc}", file=sys.stderr)
+        return 1
+    print(f"model saved to {out}")
+    return 0
