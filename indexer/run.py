@@ -43,6 +43,10 @@ EXIT_FAILED = 1  # some file failed (the others are indexed)
 EXIT_SETUP = 2  # nothing could run (e.g. the extractor cannot load)
 
 
+class SetupError(RuntimeError):
+    """The run cannot start (e.g. S3D weights missing): one message, not one error per file."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="video files and folders (searched recursively)")
     parser.add_argument("--decoder", choices=DECODERS, default="auto",
@@ -106,7 +110,9 @@ def build_stages(settings, options: IngestOptions) -> list[Stage]:
     """The mappers each file goes through, in order."""
     from model.features import create_extractor
 
-    extractor = create_extractor(settings.features, device=settings.torch_device, s3d_weights=settings.s3d_weights)
+    # Only S3D runs on torch: asking colormotion runs for a torch device would import torch (~300 MB).
+    device = settings.torch_device if settings.features == "s3d" else "cpu"
+    extractor = create_extractor(settings.features, device=device, s3d_weights=settings.s3d_weights)
     return [VisualStage(extractor, settings.data_dir, options)]
 
 
@@ -182,7 +188,10 @@ def index_paths(paths: list[str | Path], settings, options: IngestOptions | None
                 bar.update(1)
                 continue
             if stages is None:
-                stages = build_stages(settings, options)
+                try:
+                    stages = build_stages(settings, options)
+                except (OSError, RuntimeError, ValueError) as exc:
+                    raise SetupError(str(exc)) from exc
             job = FileJob(info)
             stage_name = "visual"
             try:
@@ -226,8 +235,7 @@ def run(args: argparse.Namespace, settings) -> int:
     options = IngestOptions(decoder=args.decoder, thumbnails=not args.no_thumbnails)
     try:
         summary = index_paths(args.paths, settings, options, force=args.force)
-    except (RuntimeError, ValueError, FileNotFoundError) as exc:
-        # Raised before any file ran, e.g. S3D weights missing: one message, not one per file.
+    except SetupError as exc:
         print(f"vbsearch index: {exc}", file=sys.stderr)
         return EXIT_SETUP
     for line in summary.lines():

@@ -8,7 +8,7 @@ group's norm is about 1 (so none dominates when the whole vector is used):
 - layout (48): mean opponent colour (luma, red-green, yellow-blue) on a 4x4 grid.
 - shape (40): gradient-orientation histograms (8 unsigned bins) of the whole frame and
   of its 2x2 quadrants, averaged over three frames, square-rooted.
-- motion (24): block-matching flow between consecutive frames: magnitude-weighted
+- motion (24): block-matching flow between consecutive frames (0.05 s apart): magnitude-weighted
   direction histogram (8), speed histogram (4), mean flow (2), mean flow per quadrant (8),
   frame-difference energy mean and spread (2).
 
