@@ -39,7 +39,7 @@ def synthetic_tables(n_videos: int, sentences_per_video: int, n_words: int, toke
     sentences, clips, tokens = [], [], []
     for v in range(n_videos):
         t = 0.0
-        for s in range(sentences_per_video):
+        for _ in range(sentences_per_video):
             n_clips = int(rng.integers(2, 6))
             sentences.append({"video_id": f"v{v}", "start": t, "end": t + 1.5 * n_clips,
                               "text": " ".join(rng.choice(WORDS, size=int(rng.integers(5, 15))))})

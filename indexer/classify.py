@@ -39,7 +39,7 @@ def find_video(catalog: Catalog, video: str) -> str:
     if video in ids:
         return video
     wanted = str(Path(video).expanduser().resolve())
-    for vid, path in zip(ids, videos["path"].to_list()):
+    for vid, path in zip(ids, videos["path"].to_list(), strict=True):
         if path == wanted:
             return vid
     raise ClassifyError(f"{video}: not an indexed video (index it first with `vbsearch index`)")

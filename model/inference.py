@@ -11,9 +11,9 @@ Visual tokens are (n_clips, tokens_per_clip) int arrays from the visual vocabula
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -105,5 +105,5 @@ class VideoBertInference:
         k = min(top_k, probs.shape[1])
         p, idx = probs.topk(k, dim=-1)
         words = self._words[idx].cpu().tolist()
-        return [[MaskGuess(self.tok.id_to_token(w), float(q)) for w, q in zip(ws, ps)]
-                for ws, ps in zip(words, p.cpu().tolist())]
+        return [[MaskGuess(self.tok.id_to_token(w), float(q)) for w, q in zip(ws, ps, strict=True)]
+                for ws, ps in zip(words, p.cpu().tolist(), strict=True)]

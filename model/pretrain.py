@@ -115,7 +115,7 @@ class Pretrainer:
 
     # -- one micro-batch -----------------------------------------------------------------------------
     def _batch(self, texts: list[list[int] | None], videos: list[np.ndarray | None]) -> Batch:
-        return self.tok.collate([self.tok.encode_ids(t, v) for t, v in zip(texts, videos)]).to(self.device)
+        return self.tok.collate([self.tok.encode_ids(t, v) for t, v in zip(texts, videos, strict=True)]).to(self.device)
 
     def _encode(self, batch: Batch) -> torch.Tensor:
         out = self.model(**batch.model_inputs())

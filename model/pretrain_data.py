@@ -16,8 +16,8 @@ Every draw uses the numpy Generator it is given, so a step's data is a function 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -135,11 +135,11 @@ class PretrainData:
                 run = []
 
         held = self._held_out_mask(len(sentence_windows), rng)
-        self.train = self._link([w for w, h in zip(sentence_windows, held) if not h])
-        self.held_out = self._link([w for w, h in zip(sentence_windows, held) if h])
+        self.train = self._link([w for w, h in zip(sentence_windows, held, strict=True) if not h])
+        self.held_out = self._link([w for w, h in zip(sentence_windows, held, strict=True) if h])
         held_silent = self._held_out_mask(len(silent), rng)
-        self.silent_train = [w for w, h in zip(silent, held_silent) if not h]
-        self.silent_held_out = [w for w, h in zip(silent, held_silent) if h]
+        self.silent_train = [w for w, h in zip(silent, held_silent, strict=True) if not h]
+        self.silent_held_out = [w for w, h in zip(silent, held_silent, strict=True) if h]
         self.tokens_per_clip = self.tokens.shape[1]
         log.info("pretraining windows: %d train, %d held-out sentences; %d/%d silent",
                  len(self.train), len(self.held_out), len(self.silent_train), len(self.silent_held_out))

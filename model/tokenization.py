@@ -24,9 +24,10 @@ Truncation rule (max_len counts every token, specials included):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -213,7 +214,7 @@ class VideoBertTokenizer:
             raise TokenizationError(f"{len(texts)} texts but {len(videos)} videos")
         present = [t for t in texts if t is not None]
         it = iter(self.text_ids(present))
-        return [self.encode_ids(None if t is None else next(it), v) for t, v in zip(texts, videos)]
+        return [self.encode_ids(None if t is None else next(it), v) for t, v in zip(texts, videos, strict=True)]
 
     def collate(self, items: Sequence[Encoded]) -> Batch:
         """Right-pad to the longest sequence; padding gets the pad id, segment 0, position 0."""

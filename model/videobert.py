@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 ALIGN_SCALE_INIT = 10.0  # alignment logit per unit of cosine at initialisation
 ALIGN_COSINE_THRESHOLD_INIT = 0.5  # cosine at which the initial alignment probability is 1/2
 

@@ -58,7 +58,7 @@ def test_step_examples_and_augmentations(tables):
     for _ in range(50):
         ex = data.sample_step(rng, batch_size=8, n_silent=2)
         assert len(ex.positives) == len(ex.random_negative_videos) == 8 and len(ex.silent_videos) == 2
-        for p, (vid, s, e) in zip(ex.positives, ex.random_negative_spans):
+        for p, (vid, s, e) in zip(ex.positives, ex.random_negative_spans, strict=True):
             assert not spans_overlap(p.video_id, p.start, p.end, vid, s, e)
             assert 1 <= len(p.video) and p.video.shape[1] == 3
             joined += len(p.text.split()) > 4
@@ -84,7 +84,7 @@ def test_bad_tables_give_clear_errors(tables):
 def test_lr_schedule_warms_up_then_decays():
     f = [lr_factor(s, 10, 100) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(f[9:], f[10:])) and f[-1] < 0.02
+    assert all(a >= b for a, b in zip(f[9:], f[10:], strict=False)) and f[-1] < 0.02
 
 
 def _trainer(tok, tables, steps, **kw):

@@ -46,15 +46,17 @@ def test_text_only_and_video_only_forms(tok):
 
 def test_truncation_keeps_whole_clips_spread_over_the_window(tok):
     long_text = " ".join(["red ball"] * 40)
-    video = np.stack([np.array([i % 4, 4 + i % 4, 8]) for i in range(40)])
+    video = np.stack([np.array([i % 4, 4 + i // 10, 8]) for i in range(40)])  # slot 2 names the quarter
     e = tok.encode(long_text, video)
     assert len(e) <= tok.max_len
     n_text = sum(e.text_mask)
     assert n_text == tok.max_text_len  # text capped at max_text_len when the video fills the rest
     n_vis = sum(e.visual_mask)
     assert n_vis % 3 == 0 and n_vis // 3 == (tok.max_len - 3 - n_text) // 3
-    # thinning spans the window: the last kept clip comes from the second half
-    positions = sorted(set(p for p, v in zip(e.position_ids, e.visual_mask) if v))
+    # thinning spans the window: kept clips come from every quarter, at consecutive clip positions
+    vis_ids = [i for i, v in zip(e.input_ids, e.visual_mask, strict=True) if v]
+    assert {i - tok.visual_offset for i in vis_ids[1::3]} == {4, 5, 6, 7}
+    positions = sorted({p for p, v in zip(e.position_ids, e.visual_mask, strict=True) if v})
     assert positions == list(range(positions[0], positions[0] + n_vis // 3))
     # a short video leaves its room to the text
     e2 = tok.encode(long_text, video[:1])
