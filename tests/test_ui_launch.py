@@ -33,10 +33,10 @@ def test_app_without_flags_uses_the_environment(tmp_path, monkeypatch):
 def test_streamlit_command():
     cmd = launch.streamlit_command(Settings(data_dir=Path("/d")), "0.0.0.0", 8600)
     assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"] and Path(cmd[4]) == launch.APP
-    flags = dict(zip(cmd[5:13:2], cmd[6:13:2], strict=True))
+    flags = dict(zip(cmd[5:15:2], cmd[6:15:2], strict=True))
     assert flags == {"--server.headless": "true", "--server.address": "0.0.0.0", "--server.port": "8600",
-                     "--browser.gatherUsageStats": "false"}
-    assert cmd[13:16] == ["--", "--data-dir", "/d"]
+                     "--browser.gatherUsageStats": "false", "--client.toolbarMode": "minimal"}
+    assert cmd[15:18] == ["--", "--data-dir", "/d"]
 
 
 class FakeProcess:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -70,6 +71,7 @@ def streamlit_command(settings: Settings, host: str, port: int) -> list[str]:
             "--server.address", host,
             "--server.port", str(port),
             "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "minimal",  # no "Deploy" or developer menu for archivists
             "--", *app_argv(settings)]
 
 
@@ -107,6 +109,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     proc = subprocess.Popen(cmd)
     if not args.no_browser and _can_open_browser():
         threading.Thread(target=_open_when_ready, args=(url, proc), daemon=True).start()
+    # A stop request (docker stop, a service manager) must reach the server, not orphan it.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -116,3 +120,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         except subprocess.TimeoutExpired:
             proc.terminate()
             return proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
