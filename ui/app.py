@@ -153,7 +153,7 @@ def _run(engine: SearchEngine, lock: threading.Lock, query: str, filters: Filter
     similar: Hit | None = ss.similar
     if similar is None and not query.strip():
         return None
-    request = ("like", similar.segment_id) if similar else ("search", " ".join(query.split()))
+    request: tuple = (("like", similar.segment_id) if similar else ("search", " ".join(query.split())))
     request += (filters, ss.limit)
     if request not in ss.results:
         t0 = time.perf_counter()
@@ -174,7 +174,7 @@ def _thumbnail(hit: Hit) -> Path | None:
     return path if path.is_relative_to(root) and path.is_file() else None
 
 
-def _player(engine: SearchEngine, hit: Hit, durations: dict[str, float]) -> None:
+def _player(engine: SearchEngine, hit: Hit, durations: dict[str, float | None]) -> None:
     if not engine.is_catalogued(hit.video):
         st.error("This file is no longer in the catalog; re-index to play it.")
         return
@@ -198,7 +198,8 @@ def _player(engine: SearchEngine, hit: Hit, durations: dict[str, float]) -> None
     st.code(str(path), language=None)
 
 
-def _hit_card(engine: SearchEngine, rank: int, hit: Hit, query: str, durations: dict[str, float]) -> None:
+def _hit_card(engine: SearchEngine, rank: int, hit: Hit, query: str,
+              durations: dict[str, float | None]) -> None:
     with st.container(border=True):
         thumb_col, body_col = st.columns([1, 5])
         thumb = _thumbnail(hit)

@@ -108,7 +108,7 @@ def cut(src: str | Path, dst: str | Path, t0: float, t1: float) -> None:
         ain = inp.streams.audio[0] if inp.streams.audio else None
         vin.thread_type = "AUTO"
         # Catalog times count from the first video frame, as the indexer decodes them.
-        origin = float(vin.start_time * vin.time_base) if vin.start_time is not None else 0.0
+        origin = float(vin.start_time * vin.time_base) if vin.start_time is not None and vin.time_base else 0.0
         rate = Fraction(vin.average_rate or vin.guessed_rate or 25).limit_denominator(1001)
         scale = min(1.0, MAX_WIDTH / max(1, vin.codec_context.width))
         width, height = _even(vin.codec_context.width * scale), _even(vin.codec_context.height * scale)
@@ -135,10 +135,8 @@ def _transcode(inp, vin, ain, out, vout, aout, t0: float, t1: float) -> None:
 
     inp.seek(int(t0 * av.time_base), backward=True, any_frame=False)  # the keyframe at or before t0
     streams = [s for s in (vin, ain) if s is not None]
-    resampler = None
-    if aout is not None:
-        resampler = av.AudioResampler(format=aout.format.name, layout=aout.layout.name, rate=AUDIO_RATE,
-                                      frame_size=aout.frame_size or 1024)
+    resampler = None if aout is None else av.AudioResampler(
+        format=aout.format.name, layout=aout.layout.name, rate=AUDIO_RATE, frame_size=aout.frame_size or 1024)
     frames_out = samples_out = 0
     video_done = False
     audio_done = ain is None
@@ -167,7 +165,7 @@ def _transcode(inp, vin, ain, out, vout, aout, t0: float, t1: float) -> None:
                 if t + frame.samples / frame.sample_rate >= t1:
                     audio_done = True
                 chunk = _trim_audio(frame, t, t0, t1)
-                if chunk is None:
+                if chunk is None or resampler is None:
                     continue
                 for af in resampler.resample(chunk):
                     af.pts = samples_out
@@ -178,7 +176,7 @@ def _transcode(inp, vin, ain, out, vout, aout, t0: float, t1: float) -> None:
         raise PreviewError(f"no video frames between {t0:.2f} and {t1:.2f} s")
     for p in vout.encode():
         out.mux(p)
-    if aout is not None:
+    if aout is not None and resampler is not None:
         for af in resampler.resample(None):
             af.pts = samples_out
             samples_out += af.samples
