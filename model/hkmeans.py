@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -38,6 +38,7 @@ class HKMeansTree:
     first_child: np.ndarray  # (n_nodes,) int64, id of the first child (0 for leaves)
     n_children: np.ndarray  # (n_nodes,) int64, 0 for leaves
     word: np.ndarray  # (n_nodes,) int64, leaf's word number, -1 for internal nodes
+    _sqnorm: np.ndarray = field(init=False, repr=False)  # (n_nodes,) squared centroid norms, derived
 
     def __post_init__(self) -> None:
         n = self.centroids.shape[0]
@@ -244,8 +245,9 @@ def fit_tree(
             try:
                 with blas_threads(1 if small else None):
                     km.train(pts, init_centroids=kmeans_pp_init(pts, k, rng, k * max_points_per_centroid))
+                    centres = np.asarray(km.centroids, dtype=np.float32)  # (k, d)
                     # Assign with the same function descent uses, so fitted counts match tokenize.
-                    assign = nearest(pts, km.centroids)
+                    assign = nearest(pts, centres)
             finally:
                 faiss.omp_set_num_threads(threads)
             counts = np.bincount(assign, minlength=k)
@@ -257,7 +259,7 @@ def fit_tree(
             assign = remap[assign]
             first_child[node] = n_nodes
             n_children[node] = len(kept)
-            centroids.append(km.centroids[kept].astype(np.float32))
+            centroids.append(centres[kept])
             order = np.argsort(assign, kind="stable")
             splits = np.cumsum(counts[kept])[:-1]
             for j, child_rows in enumerate(np.split(rows[order], splits)):
