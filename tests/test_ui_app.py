@@ -77,7 +77,7 @@ def archive(tmp_path, monkeypatch):
     outside = tmp_path / "elsewhere.jpg"  # a thumbnail path outside the data dir is never read
     Image.fromarray(np.zeros((9, 16, 3), np.uint8)).save(outside)
     hits = [Hit(str(red), 3.0, 6.0, 0.91, "A red ball rolls to the left.", "vidred", "seg-red-1",
-                str(thumbs / "0.jpg"), 10.0),
+                str(thumbs / "0.jpg"), 10.0, {"video": 0.42, "text": 0.8}),
             Hit(str(blue), 1.5, 4.5, 0.55, "", "vidblue", "seg-blue-1", str(outside), 10.0)]
     hits += [Hit(str(blue), 10.0 + i, 11.0 + i, 0.5 - i / 100, f"filler {i}", "vidblue", f"seg-blue-f{i}", None, 10.0)
              for i in range(23)]
@@ -122,7 +122,7 @@ def test_search_shows_ranked_moments_with_timecodes_thumbnails_and_highlights(ar
     shown = cards(at)
     assert len(shown) == 10
     assert shown[0].startswith("**1. red&#95;ball&#46;mp4**") and "`00:00:03.0 – 00:00:06.0`" in shown[0]
-    assert "score 0.910" in shown[0]
+    assert "score 0.910 &nbsp; <small>(video 0.42 · text 0.80)</small>" in shown[0]  # why it matched
     assert "<mark>red</mark> <mark>ball</mark> <mark>rolls</mark> to the left" in texts(at)
     assert "(no speech in this moment)" in texts(at)
     assert len(at.image) == 1  # the outside-the-data-dir thumbnail is not shown

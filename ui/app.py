@@ -208,9 +208,10 @@ def _hit_card(engine: SearchEngine, rank: int, hit: Hit, query: str,
         else:
             thumb_col.caption("no thumbnail")
         with body_col:
+            why = " · ".join(f"{escape(k)} {v:.2f}" for k, v in hit.scores.items())  # why it ranked here
             st.markdown(f"**{rank}. {escape(Path(hit.video).name)}** &nbsp; "
-                        f"`{clock(hit.start)} – {clock(hit.end)}` &nbsp; score {hit.score:.3f}",
-                        unsafe_allow_html=True)
+                        f"`{clock(hit.start)} – {clock(hit.end)}` &nbsp; score {hit.score:.3f}"
+                        + (f" &nbsp; <small>({why})</small>" if why else ""), unsafe_allow_html=True)
             if hit.text:
                 st.markdown(highlight(hit.text, query), unsafe_allow_html=True)
             else:
