@@ -5,12 +5,11 @@ Per file (see indexer/pipeline.py for the shape):
     mappers  the stages from `build_stages`, in order; each adds to the job's videos row and tables
     writer   Catalog.put_video(video_id, row, **tables): tables first, the videos row last
 
-Stages today: ingest.VisualStage (decode, clip features, thumbnails). The speech stage
-(indexer/speech.py: transcribe_video -> sentences_frame into job.tables["sentences"]) joins
-the list in `build_stages`.
+Stages: ingest.VisualStage (decode, clip features, thumbnails), then SpeechStage
+(indexer/speech.py: ASR or sidecar subtitles -> the `sentences` table).
 
-A file is skipped when the catalog has it at the same path with the same size, mtime and
-feature extractor, or when the same content is already indexed at another path that still
+A file is skipped when the catalog has it at the same path with the same size, mtime,
+feature extractor and speech backend setting, or when the same content is already indexed at another path that still
 exists. A file whose content moved (catalog path gone, same id) gets its videos row updated
 without decoding. Each failed file gets one error line and a row in the catalog's errors
 table; the batch goes on and the exit status is 1. Ctrl-C stops after the current file
@@ -36,6 +35,7 @@ from indexer.decode import DECODERS, DecodeError
 from indexer.discover import ProbeError, discover, probe
 from indexer.ingest import IngestOptions, VisualStage, video_row
 from indexer.pipeline import FileJob, Stage, StageTimer
+from indexer.searchindex import prune_missing
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="video decoder (default: auto = decord, PyAV when decord fails)")
     parser.add_argument("--force", action="store_true", help="re-ingest files even when the catalog has them")
     parser.add_argument("--no-thumbnails", action="store_true", help="do not write clip thumbnails")
+    parser.add_argument("--prune", action="store_true",
+                        help="drop catalogued videos whose files are gone, and their points in the index")
+    parser.add_argument("--train-steps", type=int,
+                        help="pretraining steps when the data dir has no model yet (default: vbsearch train's)")
+    parser.add_argument("--catalog-only", action="store_true",
+                        help="only ingest into the catalog; do not train or update the search index")
 
 
 @dataclass
@@ -106,6 +112,28 @@ class _StopAfterCurrentFile:
             signal.signal(signal.SIGINT, self._previous)
 
 
+class SpeechStage:
+    """Speech -> timestamped sentences (job.tables["sentences"]) and the videos row's asr columns."""
+
+    name = "speech"
+
+    def __init__(self, settings) -> None:
+        from indexer.speech import AsrOptions
+
+        self.options = AsrOptions.from_settings(settings)
+
+    def __call__(self, job: FileJob, timer: StageTimer) -> None:
+        from indexer.speech import sentences_frame, transcribe_video
+
+        with timer.time("speech"):
+            transcript = transcribe_video(job.info.path, self.options)
+        job.tables["sentences"] = sentences_frame(job.info.video_id, transcript)
+        job.row.update(asr=self.options.backend, asr_backend=transcript.backend,
+                       asr_skipped=transcript.skipped_reason or "", language=transcript.language or "")
+        for problem in transcript.problems:
+            log.warning("%s: %s", job.info.path, problem)
+
+
 def build_stages(settings, options: IngestOptions) -> list[Stage]:
     """The mappers each file goes through, in order."""
     from model.features import create_extractor
@@ -113,7 +141,7 @@ def build_stages(settings, options: IngestOptions) -> list[Stage]:
     # Only S3D runs on torch: asking colormotion runs for a torch device would import torch (~300 MB).
     device = settings.torch_device if settings.features == "s3d" else "cpu"
     extractor = create_extractor(settings.features, device=device, s3d_weights=settings.s3d_weights)
-    return [VisualStage(extractor, settings.data_dir, options)]
+    return [VisualStage(extractor, settings.data_dir, options), SpeechStage(settings)]
 
 
 def _catalog_by_path(catalog: Catalog) -> tuple[dict[str, dict], dict[str, dict]]:
@@ -122,8 +150,8 @@ def _catalog_by_path(catalog: Catalog) -> tuple[dict[str, dict], dict[str, dict]
     return {r["path"]: r for r in rows}, {r["video_id"]: r for r in rows}
 
 
-def _unchanged(row: dict | None, path: Path, features: str) -> bool:
-    if row is None or row.get("features") != features:
+def _unchanged(row: dict | None, path: Path, settings) -> bool:
+    if row is None or row.get("features") != settings.features or row.get("asr") != settings.asr:
         return False
     try:
         st = path.stat()
@@ -163,7 +191,7 @@ def index_paths(paths: list[str | Path], settings, options: IngestOptions | None
                 fail(path, "discover", item.error)
                 bar.update(1)
                 continue
-            if not force and _unchanged(by_path.get(str(path)), path, settings.features):
+            if not force and _unchanged(by_path.get(str(path)), path, settings):
                 summary.skipped.append(path)
                 catalog.clear_error(path)
                 bar.update(1)
@@ -240,7 +268,29 @@ def run(args: argparse.Namespace, settings) -> int:
         return EXIT_SETUP
     for line in summary.lines():
         print(line)
-    print(f"catalog: {Catalog(settings.data_dir).root}")
-    print("note: this version builds the catalog only; the search index (visual vocabulary, VideoBERT, "
-          "Qdrant) is not built yet, so `vbsearch search` cannot use these files yet")
+    if args.prune:
+        for path in prune_missing(settings.data_dir):
+            print(f"pruned: {path}")
+    if args.catalog_only or summary.interrupted:
+        return EXIT_FAILED if summary.failed else 0
+    from indexer.searchindex import build_search_index, default_train_options
+    from indexer.train import TrainError
+    from model.checkpoint import CheckpointError
+    from model.pretrain_data import PretrainDataError
+    from model.vocab import VocabMismatchError
+    from search.store import StoreBusyError
+
+    if Catalog(settings.data_dir).read_table("videos").is_empty():
+        print("vbsearch index: nothing in the catalog to index", file=sys.stderr)
+        return EXIT_FAILED if summary.failed else 0
+    try:
+        embedded = build_search_index(settings, default_train_options(args.train_steps))
+    except StoreBusyError as exc:
+        print(f"vbsearch index: index busy: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    except (TrainError, CheckpointError, PretrainDataError, VocabMismatchError, FileNotFoundError) as exc:
+        print(f"vbsearch index: cannot build the search index: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    print(f"search index: {embedded.embedded} videos embedded ({embedded.segments} segments), "
+          f"{embedded.unchanged} unchanged, {embedded.removed} removed, {embedded.seconds:.1f} s")
     return EXIT_FAILED if summary.failed else 0

@@ -38,6 +38,7 @@ class TrainOptions:
     max_len: int = 64  # tokens per sequence, specials included
     max_text_len: int = 32  # wordpieces a paired sentence always keeps (at most half of max_len)
     bert: str | None = None  # initial BERT folder or name; None = offline all-MiniLM-L6-v2
+    layers: int | None = None  # keep only the first N pretrained layers (faster); None = all
     vocab_mode: str = "factored"  # paper | factored, used only when the vocabulary is fitted here
     fresh: bool = False  # ignore an existing model / training state and start over
     seed: int = 0
@@ -55,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head-lr", type=float, default=d.head_lr, help=f"heads' peak learning rate (default {d.head_lr})")
     parser.add_argument("--max-len", type=int, default=d.max_len, help=f"tokens per sequence (default {d.max_len})")
     parser.add_argument("--bert", help="initial BERT checkpoint folder or hub name (default: offline all-MiniLM-L6-v2)")
+    parser.add_argument("--layers", type=int, help="keep only the first N layers of the initial BERT (faster)")
     parser.add_argument("--vocab-mode", choices=("paper", "factored"), default=d.vocab_mode,
                         help="visual vocabulary mode when fitting one (default factored)")
     parser.add_argument("--fresh", action="store_true", help="start over instead of resuming data_dir/model")
@@ -126,7 +128,7 @@ def train(data_dir: Path, options: TrainOptions, device: str = "cpu", progress: 
                                              max_len=options.max_len,
                                              max_text_len=min(options.max_text_len, options.max_len // 2))
     model = from_pretrained_bert(options.bert, vocab.n_words, vocab.tokens_per_clip, vocab.word_vectors(),
-                                 tok.sep_id, seed=options.seed)
+                                 tok.sep_id, seed=options.seed, layers=options.layers)
     resume = not options.fresh and has_training_state(out)
     if resume and read_config(out)["model"] != model.cfg.to_dict():
         raise TrainError(f"{out} holds a model of another shape (vocabulary refitted?): use --fresh to start over")
@@ -151,7 +153,8 @@ def run(args: argparse.Namespace, settings) -> int:
     from model.pretrain_data import PretrainDataError
 
     options = TrainOptions(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
-                           head_lr=args.head_lr, max_len=args.max_len, bert=args.bert, vocab_mode=args.vocab_mode,
+                           head_lr=args.head_lr, max_len=args.max_len, bert=args.bert, layers=args.layers,
+                           vocab_mode=args.vocab_mode,
                            fresh=args.fresh, seed=args.seed, checkpoint_every=args.checkpoint_every,
                            threads=args.threads)
     try:

@@ -213,8 +213,11 @@ def visual_embeddings_from_word_vectors(word_vectors: np.ndarray, hidden_size: i
 
 def from_pretrained_bert(bert: str | None, n_visual_words: int, tokens_per_clip: int,
                          word_vectors: np.ndarray | None, visual_sep_init_id: int,
-                         embed_dim: int | None = None, seed: int = 0) -> VideoBert:
+                         embed_dim: int | None = None, seed: int = 0, layers: int | None = None) -> VideoBert:
     """A VideoBERT whose encoder starts from a pretrained BERT (folder or name; None = offline MiniLM).
+
+    `layers` keeps only the first N transformer layers (with their pretrained weights): a
+    smaller, faster model for small archives and CPU-only machines.
 
     The vocabulary is the BERT's plus `[>]` (initialised as a copy of `visual_sep_init_id`'s
     embedding, normally [SEP]) plus the visual words (see `visual_embeddings_from_word_vectors`;
@@ -227,9 +230,12 @@ def from_pretrained_bert(bert: str | None, n_visual_words: int, tokens_per_clip:
     source, is_local = resolve_bert(bert)
     pre = BertModel.from_pretrained(source, local_files_only=local_only(is_local), add_pooling_layer=True)
     pc = pre.config
+    n_layers = pc.num_hidden_layers if layers is None else layers
+    if not 1 <= n_layers <= pc.num_hidden_layers:
+        raise ValueError(f"layers must be between 1 and {pc.num_hidden_layers} for {source}, not {layers}")
     cfg = VideoBertConfig(
         text_vocab_size=pc.vocab_size, n_visual_words=n_visual_words, tokens_per_clip=tokens_per_clip,
-        hidden_size=pc.hidden_size, num_hidden_layers=pc.num_hidden_layers,
+        hidden_size=pc.hidden_size, num_hidden_layers=n_layers,
         num_attention_heads=pc.num_attention_heads, intermediate_size=pc.intermediate_size,
         max_position_embeddings=pc.max_position_embeddings, type_vocab_size=max(2, pc.type_vocab_size),
         hidden_act=pc.hidden_act, hidden_dropout_prob=pc.hidden_dropout_prob,
@@ -241,6 +247,8 @@ def from_pretrained_bert(bert: str | None, n_visual_words: int, tokens_per_clip:
     model = VideoBert(cfg)
     state = pre.state_dict()
     text_emb = state.pop("embeddings.word_embeddings.weight")  # (V_text, H)
+    state = {k: v for k, v in state.items()
+             if not (k.startswith("encoder.layer.") and int(k.split(".")[2]) >= n_layers)}
     if pc.type_vocab_size < 2:  # give the video segment its own row
         tt = state["embeddings.token_type_embeddings.weight"]
         state["embeddings.token_type_embeddings.weight"] = torch.cat([tt, tt[:1]], 0)

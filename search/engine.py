@@ -37,6 +37,7 @@ class NoIndexError(EngineError):
 @dataclass(frozen=True)
 class RankingOptions:
     candidates: int = 50  # K per channel before reranking
+    channels: tuple[str, ...] = ("video", "text")  # which store channels retrieve candidates
     rerank: bool = True  # rescore candidates with the alignment head
     align_weight: float = 0.5  # weight of P(aligned) in the final score
     text_weight: float = 1.0  # transcript similarity relative to video similarity inside the retrieval score
@@ -113,7 +114,11 @@ class SearchEngine:
             self.last_timings = Timings(t1 - t0, t2 - t1, 0.0, t2 - t0)
             return []
         s_video, s_text = self._similarities(q, points)
-        retrieval = np.maximum(s_video, opts.text_weight * s_text)
+        retrieval = np.full(len(points), -1.0, dtype=np.float32)
+        if "video" in opts.channels:
+            retrieval = np.maximum(retrieval, s_video)
+        if "text" in opts.channels:
+            retrieval = np.maximum(retrieval, opts.text_weight * s_text)
         align = np.zeros(len(points), dtype=np.float32)
         if opts.rerank:
             tokens = [self._tokens(p) for p in points]
@@ -136,7 +141,7 @@ class SearchEngine:
 
     def _candidates(self, q: np.ndarray, opts: RankingOptions, filters: Filters | None) -> list:
         seen: dict[str, object] = {}
-        for channel in ("video", "text"):
+        for channel in opts.channels:
             for p in self.store.search(channel, q.tolist(), opts.candidates, filters):
                 seen.setdefault(str(p.id), p)
         return self.store.retrieve(list(seen), with_vectors=True)

@@ -30,13 +30,13 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command("index", "ingest videos into the catalog and the search index (incremental)", "indexer.run"),
-    Command("search", "search the index with a text query", None),
+    Command("search", "search the index with a text query", "search.cli"),
     Command("train", "fit the visual vocabulary and pretrain VideoBERT on the catalog", "indexer.train"),
     Command("ui", "open the Streamlit search UI", "ui.launch"),
     Command("status", "show the data dir: catalog counts, failed files, model and index", "vbsearch.status"),
     Command("transcript", "export a video's recognised speech as srt, vtt, json or txt", "indexer.transcript"),
     Command("classify", "zero-shot masked-word prediction for a video window (the paper's Task 2)", "indexer.classify"),
-    Command("eval", "retrieval quality on a sample archive with known truth", None),
+    Command("eval", "retrieval quality on a sample archive with known truth", "search.evaluate"),
     Command("serve", "serve the search engine over HTTP (OpenAPI-documented)", None),
 )
 

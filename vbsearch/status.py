@@ -22,6 +22,8 @@ class Status:
     sentences: int  # transcript sentences
     failed: list[dict] = field(default_factory=list)  # files that failed: path, stage, error
     last_indexed: float | None = None  # unix time of the newest catalogued video
+    model: str | None = None  # the VideoBERT checkpoint's id (sha256 prefix) and training step, if any
+    vocab: list[str] = field(default_factory=list)  # visual vocabulary statistics
 
 
 def collect(settings: Settings) -> Status:
@@ -35,6 +37,7 @@ def collect(settings: Settings) -> Status:
         return catalog.read_table(table).height
 
     store = settings.qdrant_url or str((settings.data_dir / "qdrant").resolve())
+    model_dir = settings.model_dir or settings.data_dir / "model"
     return Status(
         data_dir=str(settings.data_dir.resolve()),
         store=store,
@@ -44,7 +47,37 @@ def collect(settings: Settings) -> Status:
         sentences=rows("sentences"),
         failed=errors.select("path", "stage", "error").to_dicts() if errors.height else [],
         last_indexed=float(videos["indexed_at"].max()) if videos.height and "indexed_at" in videos.columns else None,
+        model=_model_line(model_dir),
+        vocab=_vocab_lines(settings.data_dir / "vocab"),
     )
+
+
+def _model_line(model_dir) -> str | None:
+    if not (model_dir / "config.json").is_file():
+        return None
+    from model.checkpoint import CheckpointError
+    from search.engine import model_id_of
+
+    try:
+        line = f"{model_id_of(model_dir)} in {model_dir}"
+    except (CheckpointError, KeyError, ValueError) as exc:
+        return f"unreadable: {exc}"
+    state = model_dir / "trainer_state.json"
+    if state.is_file():
+        data = json.loads(state.read_text())
+        line += f" (step {data.get('step')} of {data.get('schedule', {}).get('total_steps')})"
+    return line
+
+
+def _vocab_lines(vocab_dir) -> list[str]:
+    if not (vocab_dir / "vocab.json").is_file():
+        return []
+    from model.vocab import VisualVocab
+
+    try:
+        return VisualVocab.load(vocab_dir).stats().lines()
+    except (OSError, ValueError) as exc:
+        return [f"unreadable: {exc}"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +96,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"clips         {status.clips}")
     print(f"sentences     {status.sentences}")
     print(f"last indexed  {when}")
+    print(f"model         {status.model or 'none yet'}")
+    if status.vocab:
+        print("vocabulary    " + "\n              ".join(status.vocab))
     print(f"failed files  {len(status.failed)}")
     for err in status.failed[:MAX_ERRORS_SHOWN]:
         print(f"  {err['path']}: [{err['stage']}] {err['error']}")

@@ -1,0 +1,75 @@
+"""`vbsearch search "QUERY"`: ranked moments, as a table or (with --json) a JSON array on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+MAX_QUERY_CHARS = 1000  # longer queries are cut: the encoder reads at most a few dozen words anyway
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("query", help="what to look for, in plain words")
+    parser.add_argument("--top-k", type=int, default=10, help="number of moments (default 10)")
+    parser.add_argument("--json", action="store_true",
+                        help="print only a JSON array of hits (video, start, end, score, text, ...)")
+    parser.add_argument("--video", help="only this video (absolute path or video id)")
+    parser.add_argument("--min-duration", type=float, help="only moments at least this long (s)")
+    parser.add_argument("--max-duration", type=float, help="only moments at most this long (s)")
+    parser.add_argument("--indexed-after", help="only videos indexed after this date (YYYY-MM-DD[THH:MM])")
+    parser.add_argument("--no-rerank", action="store_true", help="skip the alignment-head rerank")
+    parser.add_argument("--like", metavar="SEGMENT_ID", help="more like this segment (the query is ignored)")
+
+
+def run(args: argparse.Namespace, settings) -> int:
+    from dataclasses import replace
+
+    from search.engine import EngineError, NoIndexError, SearchEngine
+    from search.hits import clock
+    from search.store import Filters, StoreBusyError
+
+    if args.top_k < 1:
+        print("vbsearch search: --top-k must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        after = datetime.fromisoformat(args.indexed_after).timestamp() if args.indexed_after else None
+    except ValueError:
+        print(f"vbsearch search: --indexed-after: not a date: {args.indexed_after!r}", file=sys.stderr)
+        return 2
+    video = str(Path(args.video).resolve()) if args.video and ("/" in args.video or Path(args.video).exists()) \
+        else args.video
+    filters = Filters(video=video, min_duration=args.min_duration, max_duration=args.max_duration,
+                      indexed_after=after)
+    query = "".join(ch if ch.isprintable() else " " for ch in args.query)[:MAX_QUERY_CHARS]
+    try:
+        engine = SearchEngine.open(settings)
+    except NoIndexError as exc:
+        print(f"vbsearch search: {exc}", file=sys.stderr)
+        return 1
+    except StoreBusyError as exc:
+        print(f"vbsearch search: index busy: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.like:
+            hits = engine.more_like_this(args.like, args.top_k, filters)
+        else:
+            options = replace(engine.options, rerank=False) if args.no_rerank else None
+            hits = engine.search(query, args.top_k, filters, options)
+    except EngineError as exc:
+        print(f"vbsearch search: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.close()
+    if args.json:
+        print(json.dumps([h.to_json() for h in hits], ensure_ascii=False))
+        return 0
+    if not hits:
+        print("no results")
+        return 0
+    for rank, h in enumerate(hits, 1):
+        snippet = (h.text[:70] + "...") if len(h.text) > 70 else h.text
+        print(f"{rank:>3}. {h.score:6.3f}  {Path(h.video).name}  {clock(h.start)}-{clock(h.end)}  {snippet}")
+    return 0

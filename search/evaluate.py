@@ -1,0 +1,108 @@
+"""`vbsearch eval ARCHIVE`: retrieval quality on a sample archive whose truth is known.
+
+Reads ARCHIVE/truth.json and ARCHIVE/queries.json (written by `python -m vbsearch.samplegen`),
+runs every query through the engine in several configurations side by side, and prints
+R@1, R@5, R@10, MRR and median rank. A hit counts when it overlaps a relevant scene (same
+file, overlapping time). "visual-only R@10" is R@10 over the queries whose relevant scenes
+are all narrated by chatter: only the pictures can find them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from search.engine import RankingOptions
+
+DEPTH = 50  # ranks looked at; a query with no hit in them gets rank DEPTH + 1
+
+# name -> how the engine ranks (the ablations of the issue, side by side)
+CONFIGS: dict[str, dict] = {
+    "transcript only": {"channels": ("text",), "rerank": False},
+    "encoder vectors only": {"channels": ("video",), "rerank": False},
+    "+ alignment rerank": {"channels": ("video",), "rerank": True},
+    "full system": {},
+}
+
+
+@dataclass(frozen=True)
+class Quality:
+    config: str
+    queries: int
+    r1: float
+    r5: float
+    r10: float
+    mrr: float
+    median_rank: float
+    visual_only_queries: int
+    visual_only_r10: float
+
+
+def first_relevant_rank(hits, relevant: list[dict]) -> int:
+    for rank, h in enumerate(hits, 1):
+        name = Path(h.video).name
+        if any(s["video"] == name and h.start < s["end"] and h.end > s["start"] for s in relevant):
+            return rank
+    return DEPTH + 1
+
+
+def evaluate(engine, archive: Path, configs: dict[str, dict] | None = None) -> list[Quality]:
+    truth = {s["scene_id"]: s for s in json.loads((archive / "truth.json").read_text())}
+    queries = json.loads((archive / "queries.json").read_text())
+    out = []
+    for name, changes in (configs or CONFIGS).items():
+        options = replace(engine.options, **changes)
+        ranks, visual = [], []
+        for q in queries:
+            hits = engine.search(q["text"], DEPTH, options=options)
+            rank = first_relevant_rank(hits, [truth[r] for r in q["relevant"]])
+            ranks.append(rank)
+            if q["visual_only"]:
+                visual.append(rank)
+        r = np.array(ranks)
+        v = np.array(visual)
+        out.append(Quality(name, len(r), float(np.mean(r <= 1)), float(np.mean(r <= 5)), float(np.mean(r <= 10)),
+                           float(np.mean(np.where(r <= DEPTH, 1.0 / r, 0.0))), float(np.median(r)),
+                           len(v), float(np.mean(v <= 10)) if len(v) else float("nan")))
+    return out
+
+
+def table(rows: list[Quality]) -> str:
+    head = f"| {'configuration':<22} | R@1  | R@5  | R@10 | MRR  | median rank | visual-only R@10 |"
+    lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
+    for q in rows:
+        lines.append(f"| {q.config:<22} | {q.r1:.2f} | {q.r5:.2f} | {q.r10:.2f} | {q.mrr:.2f} | "
+                     f"{q.median_rank:>11.1f} | {q.visual_only_r10:>11.2f} (n={q.visual_only_queries}) |")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("archive", type=Path, help="a sample archive folder (truth.json, queries.json)")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+
+
+def run(args: argparse.Namespace, settings) -> int:
+    from search.engine import NoIndexError, SearchEngine
+    from search.store import StoreBusyError
+
+    for name in ("truth.json", "queries.json"):
+        if not (args.archive / name).is_file():
+            print(f"vbsearch eval: {args.archive / name} is missing (make one with python -m vbsearch.samplegen)",
+                  file=sys.stderr)
+            return 2
+    try:
+        engine = SearchEngine.open(settings)
+    except (NoIndexError, StoreBusyError) as exc:
+        print(f"vbsearch eval: {exc}", file=sys.stderr)
+        return 1
+    try:
+        rows = evaluate(engine, args.archive)
+    finally:
+        engine.close()
+    print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else table(rows))
+    return 0

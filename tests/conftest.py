@@ -1,0 +1,50 @@
+"""Shared fixtures. `indexed_archive`: a small narrated sample archive, indexed once per session."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from vbsearch.cli import main
+from vbsearch.config import Settings, load_settings
+
+# Small enough for CI on 2 cores, large enough that the model learns something:
+# 2 videos x 8 scenes, a 2-layer model cut from MiniLM, a few dozen pretraining steps.
+ARCHIVE_MINUTES = 1.5
+ARCHIVE_SEED = 7
+TRAIN_STEPS = 80
+TRAIN_LAYERS = 2
+
+
+@dataclass(frozen=True)
+class IndexedArchive:
+    archive_dir: Path  # the generated videos live in archive_dir/videos; truth.json, queries.json beside
+    data_dir: Path  # the vbsearch data dir (catalog, vocab, model, embedded Qdrant store)
+    settings: Settings
+
+    def copy_to(self, dest: Path) -> IndexedArchive:
+        """A private copy to modify (the session fixture must stay as it is)."""
+        shutil.copytree(self.archive_dir, dest / "archive", symlinks=True)
+        shutil.copytree(self.data_dir, dest / "data", symlinks=True)
+        return IndexedArchive(dest / "archive", dest / "data", load_settings({"data_dir": str(dest / "data")}))
+
+
+def build_indexed_archive(root: Path) -> IndexedArchive:
+    from vbsearch.samplegen import generate
+
+    archive, data = root / "archive", root / "data"
+    generate(archive, minutes=ARCHIVE_MINUTES, seed=ARCHIVE_SEED)
+    videos = str(archive / "videos")
+    assert main(["index", videos, "--data-dir", str(data), "--catalog-only"]) == 0
+    assert main(["train", "--data-dir", str(data), "--steps", str(TRAIN_STEPS), "--layers", str(TRAIN_LAYERS),
+                 "--checkpoint-every", "0"]) == 0
+    assert main(["index", videos, "--data-dir", str(data)]) == 0
+    return IndexedArchive(archive, data, load_settings({"data_dir": str(data)}))
+
+
+@pytest.fixture(scope="session")
+def indexed_archive(tmp_path_factory) -> IndexedArchive:
+    return build_indexed_archive(tmp_path_factory.mktemp("indexed"))
