@@ -296,3 +296,14 @@ def test_index_tab(archive):
     assert list(failed["error"]) == ["moov atom not found"]
     videos = at.dataframe[1].value
     assert sorted(Path(p).name for p in videos["path"]) == ["blue_box.mp4", "red_ball.mp4"]
+
+
+def test_thumbnails_come_from_this_data_dir_only(archive):
+    engine, data = archive
+    red = engine.hits[0]
+    # A data dir that moved: the stored path names the old place; the file is found in this one.
+    engine.hits[0] = Hit(red.video, red.start, red.end, red.score, red.text, red.video_id, red.segment_id,
+                         "/old/place/thumbnails/vidred/0.jpg", red.fps)
+    engine.hits[1] = Hit(red.video, 1.0, 2.0, 0.5, "", "vidred", "seg-escape", "/etc/../etc/passwd", 10.0)
+    at = start("red")
+    assert len(at.image) == 1

@@ -167,10 +167,11 @@ def _run(engine: SearchEngine, lock: threading.Lock, query: str, filters: Filter
 
 
 def _thumbnail(hit: Hit) -> Path | None:
+    """The hit's JPEG in this data dir's thumbnail folder (found by name, so a moved data dir keeps them)."""
     if not hit.thumbnail:
         return None
     root = (settings.data_dir / THUMBNAIL_DIR).resolve()
-    path = Path(hit.thumbnail).resolve()
+    path = (root / hit.video_id / Path(hit.thumbnail).name).resolve()
     return path if path.is_relative_to(root) and path.is_file() else None
 
 
