@@ -209,7 +209,8 @@ def _hit_card(engine: SearchEngine, rank: int, hit: Hit, query: str,
         else:
             thumb_col.caption("no thumbnail")
         with body_col:
-            why = " · ".join(f"{escape(k)} {v:.2f}" for k, v in hit.scores.items())  # why it ranked here
+            # Why it ranked here; a moment without speech has no transcript score to show.
+            why = " · ".join(f"{escape(k)} {v:.2f}" for k, v in hit.scores.items() if k != "text" or hit.text)
             st.markdown(f"**{rank}. {escape(Path(hit.video).name)}** &nbsp; "
                         f"`{clock(hit.start)} – {clock(hit.end)}` &nbsp; score {hit.score:.3f}"
                         + (f" &nbsp; <small>({why})</small>" if why else ""), unsafe_allow_html=True)
