@@ -105,7 +105,8 @@ class Browser:
         try:
             port_file = profile / "DevToolsActivePort"
             wait_for(lambda: port_file.is_file() and port_file.read_text().count("\n") >= 1, 30, "Chromium")
-            port = int(port_file.read_text().split()[0])
+            port, browser_path = port_file.read_text().split()[:2]
+            self.browser_url = f"ws://127.0.0.1:{port}{browser_path}"
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as resp:
                 pages = [t for t in json.load(resp) if t["type"] == "page"]
             self.ws = connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
@@ -141,8 +142,14 @@ class Browser:
         path.write_bytes(png)
 
     def close(self) -> None:
+        from websockets.sync.client import connect
+
         with contextlib.suppress(Exception):
             self.ws.close()
+        # Closing through the protocol lets Chromium reap its own helper processes.
+        with contextlib.suppress(Exception), connect(self.browser_url, open_timeout=5) as ws:
+            ws.send(json.dumps({"id": 1, "method": "Browser.close"}))
+            self.proc.wait(timeout=10)
         _stop(self.proc)
 
 
