@@ -47,10 +47,10 @@ def video_tokens(vocab, clips: pl.DataFrame) -> np.ndarray:
 
 
 def _segment_points(video: dict, clips: pl.DataFrame, sentences: pl.DataFrame, tokens: np.ndarray,
-                    inference, model_id: str, data_dir: Path) -> list[StorePoint]:
+                    inference, model_id: str) -> list[StorePoint]:
     position = {int(c): i for i, c in enumerate(clips["clip_index"].to_list())}
     spoken = [(float(s), float(e), str(t)) for s, e, t in
-              zip(sentences["start"], sentences["end"], sentences["text"])] if sentences.height else []
+              zip(sentences["start"], sentences["end"], sentences["text"], strict=False)] if sentences.height else []
     segments: list[Segment] = make_segments(clips["start"].to_numpy(), clips["end"].to_numpy(),
                                             clips["clip_index"].to_numpy(), spoken)
     if not segments:
@@ -59,10 +59,10 @@ def _segment_points(video: dict, clips: pl.DataFrame, sentences: pl.DataFrame, t
     video_vecs = inference.encode_video(seg_tokens)
     speech = [i for i, seg in enumerate(segments) if seg.text]
     text_vecs = inference.encode_text([segments[i].text for i in speech]) if speech else np.zeros((0, 0))
-    text_of = dict(zip(speech, text_vecs))
+    text_of = dict(zip(speech, text_vecs, strict=False))
     thumbs = clips["thumbnail"].to_list() if "thumbnail" in clips.columns else [None] * clips.height
     points = []
-    for i, (seg, toks) in enumerate(zip(segments, seg_tokens)):
+    for i, (seg, toks) in enumerate(zip(segments, seg_tokens, strict=False)):
         vectors = {"video": video_vecs[i].tolist()}
         if i in text_of:
             vectors["text"] = text_of[i].tolist()
@@ -74,7 +74,7 @@ def _segment_points(video: dict, clips: pl.DataFrame, sentences: pl.DataFrame, t
             "duration": round(seg.end - seg.start, 3),
             "text": seg.text,
             "kind": seg.kind,
-            "thumbnail": str((data_dir / thumb).resolve()) if thumb else None,
+            "thumbnail": thumb,  # relative to the data dir, so a moved data dir keeps working
             "tokens": toks.reshape(-1).tolist(),
             "tokens_per_clip": int(toks.shape[1]),
             "fps": video.get("fps"),
@@ -106,7 +106,7 @@ def sync_store(data_dir: Path, store: SegmentStore, inference, vocab, model_id: 
         clips = catalog.read_video(video["video_id"], "clips").sort("clip_index")
         sentences = catalog.read_video(video["video_id"], "sentences")
         tokens = video_tokens(vocab, clips) if clips.height else np.zeros((0, 1), dtype=np.int64)
-        points = _segment_points(video, clips, sentences, tokens, inference, model_id, data_dir)
+        points = _segment_points(video, clips, sentences, tokens, inference, model_id)
         store.delete_video(video["video_id"])
         written += store.upsert(points)
     return EmbedSummary(len(todo), len(current) - len(todo), removed, written, time.perf_counter() - t0)

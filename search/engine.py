@@ -158,11 +158,11 @@ class SearchEngine:
         per_clip = int(point.payload.get("tokens_per_clip", 1))
         return np.asarray(point.payload["tokens"], dtype=np.int64).reshape(-1, per_clip)
 
-    @staticmethod
-    def _hit(point, score: float, scores: dict[str, float]) -> Hit:
+    def _hit(self, point, score: float, scores: dict[str, float]) -> Hit:
         p = point.payload
+        thumb = str((self.data_dir / p["thumbnail"]).resolve()) if p.get("thumbnail") else None
         return Hit(video=p["path"], start=float(p["start"]), end=float(p["end"]), score=score, text=p.get("text", ""),
-                   video_id=p["video_id"], segment_id=str(point.id), thumbnail=p.get("thumbnail"),
+                   video_id=p["video_id"], segment_id=str(point.id), thumbnail=thumb,
                    fps=p.get("fps"), scores=scores)
 
     # -- the archive ------------------------------------------------------------------------------------

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from search.engine import RankingOptions
-
 DEPTH = 50  # ranks looked at; a query with no hit in them gets rank DEPTH + 1
 
 # name -> how the engine ranks (the ablations of the issue, side by side)

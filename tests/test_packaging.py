@@ -1,8 +1,8 @@
 """The deployment files stay consistent with the code (Docker itself cannot run on CI machines)."""
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 from vbsearch.cli import COMMANDS

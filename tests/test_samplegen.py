@@ -19,7 +19,7 @@ def test_scenes_tile_the_video_and_speech_falls_inside(archive):
     reader = decord.VideoReader(str(out / "videos" / scenes[0].video))
     duration = len(reader) / FPS
     assert scenes[0].start == 0 and scenes[-1].end == pytest.approx(duration, abs=1 / FPS)
-    for a, b in zip(scenes, scenes[1:]):
+    for a, b in zip(scenes, scenes[1:], strict=False):
         assert a.end == b.start
     for s in scenes:
         assert s.start < s.speech_start < s.speech_end

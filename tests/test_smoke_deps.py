@@ -54,7 +54,7 @@ def test_faiss_kmeans_separates_planted_clusters():
     _, assigned = km.index.search(x, 1)
     assigned = assigned[:, 0]
     # Every planted cluster maps to exactly one k-means cluster and vice versa.
-    pairs = {(int(a), int(b)) for a, b in zip(labels, assigned)}
+    pairs = {(int(a), int(b)) for a, b in zip(labels, assigned, strict=False)}
     assert len(pairs) == 4 and len({b for _, b in pairs}) == 4
 
 

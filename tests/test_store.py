@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from search.store import Filters, SegmentStore, StoreBusyError, StorePoint, point_id
+from search.store import Filters, SegmentStore, StorePoint, point_id
 
 
 def _points(video_id, n, dim=8, seed=0, t0=0.0):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+
+import tomllib
 
 CONFIG_FILE = "vbsearch.toml"  # lives in the data dir
 DEFAULT_DATA_DIR = "vbsearch-data"  # relative to the working directory

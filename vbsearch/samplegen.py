@@ -181,7 +181,7 @@ def generate(out: Path, minutes: float = 3.0, seed: int = 0, sidecar: bool = Fal
     videos_dir.mkdir(parents=True, exist_ok=True)
     scenes: list[Scene] = []
     n_videos = max(1, math.ceil(minutes * 60 / (SCENES_PER_VIDEO * np.mean(SCENE_SECONDS))))
-    kinds, probs = zip(*NARRATION_KINDS)
+    kinds, probs = zip(*NARRATION_KINDS, strict=False)
     for v in range(n_videos):
         name = f"archive_{v:03d}.mp4"
         frames, speech, cues, t = [], [], [], 0.0

@@ -10,9 +10,9 @@ import io
 import shutil
 import subprocess
 import wave
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 

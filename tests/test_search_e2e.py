@@ -1,0 +1,121 @@
+"""End to end: `vbsearch index` a generated narrated archive, then `vbsearch search` it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from search.engine import RankingOptions, SearchEngine
+from search.evaluate import first_relevant_rank
+from search.store import SegmentStore
+from vbsearch.cli import main
+from vbsearch.samplegen import generate
+
+
+def _truth(archive):
+    truth = {s["scene_id"]: s for s in json.loads((archive.archive_dir / "truth.json").read_text())}
+    queries = json.loads((archive.archive_dir / "queries.json").read_text())
+    return truth, queries
+
+
+def _points(data_dir):
+    with SegmentStore.open(data_dir) as store:
+        return {str(p.id): p.payload for p in store.scroll(["video_id", "catalog_stamp", "model_id"])}
+
+
+def test_search_json_contract(indexed_archive, capsys):
+    rc = main(["search", "a red circle moving left", "--data-dir", str(indexed_archive.data_dir),
+               "--top-k", "4", "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    hits = json.loads(out)  # stdout is only the JSON array
+    assert isinstance(hits, list) and len(hits) == 4
+    for h in hits:
+        assert {"video", "start", "end", "score", "text"} <= set(h)
+        assert h["video"].startswith("/") and h["video"].endswith(".mp4") and h["start"] < h["end"]
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+
+
+def test_queries_find_their_scenes(indexed_archive):
+    truth, queries = _truth(indexed_archive)
+    engine = SearchEngine.open(indexed_archive.settings)
+    try:
+        ranks = {q["text"]: first_relevant_rank(engine.search(q["text"], 10), [truth[r] for r in q["relevant"]])
+                 for q in queries}
+    finally:
+        engine.close()
+    top3 = np.mean([r <= 3 for r in ranks.values()])
+    assert top3 >= 0.8, ranks
+    # Scenes narrated only by chatter are found by their pictures.
+    visual = [ranks[q["text"]] for q in queries if q["visual_only"]]
+    assert visual and min(visual) <= 3, ranks
+
+
+def test_rerank_moves_aligned_candidates_up(indexed_archive):
+    """Query = a scene's own narration: the alignment head must prefer its true moment."""
+    truth, _ = _truth(indexed_archive)
+    engine = SearchEngine.open(indexed_archive.settings)
+    try:
+        with_rerank, without = [], []
+        for scene in truth.values():
+            if scene["narration_kind"] != "full":
+                continue
+            q = scene["narration"]
+            vision_only = RankingOptions(channels=("video",), rerank=False)
+            reranked = RankingOptions(channels=("video",), rerank=True, align_weight=1.0)
+            without.append(first_relevant_rank(engine.search(q, 50, options=vision_only), [scene]))
+            with_rerank.append(first_relevant_rank(engine.search(q, 50, options=reranked), [scene]))
+    finally:
+        engine.close()
+    assert np.mean(with_rerank) < np.mean(without), (with_rerank, without)
+
+
+def test_eval_table_has_every_configuration(indexed_archive, capsys):
+    assert main(["eval", str(indexed_archive.archive_dir), "--data-dir", str(indexed_archive.data_dir)]) == 0
+    out = capsys.readouterr().out
+    for name in ("transcript only", "encoder vectors only", "+ alignment rerank", "full system"):
+        assert name in out
+
+
+def test_reindex_changes_nothing_then_change_and_prune(indexed_archive, tmp_path):
+    arch = indexed_archive.copy_to(tmp_path)
+    videos = arch.archive_dir / "videos"
+    before = _points(arch.data_dir)
+    assert main(["index", str(videos), "--data-dir", str(arch.data_dir)]) == 0
+    assert _points(arch.data_dir) == before
+
+    # Replace one file with other content: only its points change.
+    files = sorted(videos.glob("*.mp4"))
+    changed, kept = files[0], files[1]
+    other = tmp_path / "other"
+    generate(other, minutes=0.5, seed=99)
+    shutil.copy(other / "videos" / "archive_000.mp4", changed)
+    assert main(["index", str(videos), "--data-dir", str(arch.data_dir)]) == 0
+    after = _points(arch.data_dir)
+    old_ids, new_ids = {p["video_id"] for p in before.values()}, {p["video_id"] for p in after.values()}
+    (kept_id,) = old_ids & new_ids
+    (gone_id,) = old_ids - new_ids
+    assert len(new_ids) == 2
+    assert {k: v for k, v in before.items() if v["video_id"] == kept_id} == \
+        {k: v for k, v in after.items() if v["video_id"] == kept_id}  # untouched, stamps and all
+    assert not any(p["video_id"] == gone_id for p in after.values())  # the old content's points are gone
+
+    # Delete the kept file and prune: its points leave the index.
+    kept.unlink()
+    assert main(["index", str(videos), "--data-dir", str(arch.data_dir), "--prune"]) == 0
+    pruned = _points(arch.data_dir)
+    assert pruned and all(p["video_id"] != kept_id for p in pruned.values())
+
+
+def test_search_with_no_index_says_so(tmp_path, capsys):
+    assert main(["search", "anything", "--data-dir", str(tmp_path)]) == 1
+    assert "vbsearch index" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\x00\x07 red\x1b[31m circle " + "x" * 5000])
+def test_odd_queries_do_not_crash(indexed_archive, query, capsys):
+    assert main(["search", query, "--data-dir", str(indexed_archive.data_dir), "--json"]) == 0
+    assert isinstance(json.loads(capsys.readouterr().out), list)
