@@ -26,10 +26,13 @@ class IndexedArchive:
     settings: Settings
 
     def copy_to(self, dest: Path) -> IndexedArchive:
-        """A private copy to modify (the session fixture must stay as it is)."""
+        """A private copy of the videos, indexed into a new data dir with this archive's trained model
+        (catalog paths are absolute, so a copied data dir would still point at these files)."""
         shutil.copytree(self.archive_dir, dest / "archive", symlinks=True)
-        shutil.copytree(self.data_dir, dest / "data", symlinks=True)
-        return IndexedArchive(dest / "archive", dest / "data", load_settings({"data_dir": str(dest / "data")}))
+        model = str(self.data_dir / "model")
+        assert main(["index", str(dest / "archive" / "videos"), "--data-dir", str(dest / "data"), "--model", model]) == 0
+        return IndexedArchive(dest / "archive", dest / "data",
+                              load_settings({"data_dir": str(dest / "data"), "model_dir": model}))
 
 
 def build_indexed_archive(root: Path) -> IndexedArchive:

@@ -26,16 +26,17 @@ class Command:
     name: str
     help: str
     target: str | None  # "package.module" with add_arguments/run; None = not implemented yet
+    reads_media: bool = False  # takes the flags that choose how media is understood (--features, --asr, ...)
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("index", "ingest videos into the catalog and the search index (incremental)", "indexer.run"),
+    Command("index", "ingest videos into the catalog and the search index (incremental)", "indexer.run", reads_media=True),
     Command("search", "search the index with a text query", "search.cli"),
-    Command("train", "fit the visual vocabulary and pretrain VideoBERT on the catalog", "indexer.train"),
+    Command("train", "fit the visual vocabulary and pretrain VideoBERT on the catalog", "indexer.train", reads_media=True),
     Command("ui", "open the Streamlit search UI", "ui.launch"),
     Command("status", "show the data dir: catalog counts, failed files, model and index", "vbsearch.status"),
-    Command("transcript", "export a video's recognised speech as srt, vtt, json or txt", "indexer.transcript"),
-    Command("classify", "zero-shot masked-word prediction for a video window (the paper's Task 2)", "indexer.classify"),
+    Command("transcript", "export a video's recognised speech as srt, vtt, json or txt", "indexer.transcript", reads_media=True),
+    Command("classify", "zero-shot masked-word prediction for a video window (the paper's Task 2)", "indexer.classify", reads_media=True),
     Command("eval", "retrieval quality on a sample archive with known truth", "search.evaluate"),
     Command("serve", "serve the search engine over HTTP (OpenAPI-documented)", None),
 )
@@ -54,13 +55,17 @@ def _common_parser() -> argparse.ArgumentParser:
     return common
 
 
+def _add_model_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", dest="model_dir", help="load this VideoBERT checkpoint dir instead of training"
+                        " (default: DATA_DIR/model)")
+
+
 def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     """Flags that choose how media is understood (index, train, transcript, ...)."""
     parser.add_argument("--features", choices=FEATURES, help="clip feature extractor (default: colormotion)")
     parser.add_argument("--asr", choices=ASR_BACKENDS,
                         help="speech backend (default: auto = sidecar .srt/.vtt when present, else faster-whisper)")
     parser.add_argument("--asr-model", help="whisper model name or path (default: offline tiny.en when installed)")
-    parser.add_argument("--model", dest="model_dir", help="load this VideoBERT checkpoint dir instead of training")
     parser.add_argument("--s3d-weights", help="local S3D Kinetics-400 weights file")
 
 
@@ -76,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common_parser()
     for cmd in COMMANDS:
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, parents=[common])
-        _add_pipeline_flags(p)
+        _add_model_flag(p)
+        if cmd.reads_media:
+            _add_pipeline_flags(p)
         if cmd.target is None:
             p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         else:
