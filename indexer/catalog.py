@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import polars as pl
+
+from model.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +30,7 @@ TABLES = ("videos", "clips", "sentences", "errors")
 
 def atomic_write_parquet(df: pl.DataFrame, path: Path) -> None:
     """Write `df` to `path` so that `path` is either the old file or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            df.write_parquet(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, df.write_parquet)
 
 
 def path_key(path: str | Path) -> str:

@@ -6,11 +6,12 @@ relative to the data dir (see THUMBNAIL_DIR), so a data dir can be moved as a wh
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+
+from model.atomic import atomic_write
 
 THUMBNAIL_DIR = "thumbnails"  # under the data dir
 THUMB_WIDTH = 160  # pixels; height follows the source's aspect ratio
@@ -41,8 +42,6 @@ def write(data_dir: str | Path, video_id: str, clip_index: int, frame: np.ndarra
 
     rel = relative_path(video_id, clip_index)
     path = Path(data_dir) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR).save(tmp, format="JPEG", quality=JPEG_QUALITY)
-    os.replace(tmp, path)  # a reader never sees half a JPEG
+    image = Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR)
+    atomic_write(path, lambda tmp: image.save(tmp, format="JPEG", quality=JPEG_QUALITY))
     return rel

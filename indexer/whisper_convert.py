@@ -51,11 +51,12 @@ import os
 import re
 import struct
 import sys
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
+from model.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -235,16 +236,8 @@ def convert(ct2_dir: str | Path, output: str | Path) -> Path:
                              for k, a in state.items()},
         "alignment_heads": alignment_heads,
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(checkpoint, fh)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a model cache may be shared
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # 0o644: temporary files are owner-only, and a model cache may be shared
+    atomic_write(output, lambda tmp: torch.save(checkpoint, tmp), mode=0o644)
     log.info("converted %s -> %s (%d tensors, dims %s)", ct2_dir, output, len(state), dims)
     return output
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from model.atomic import atomic_write
 from model.tokenization import VideoBertTokenizer
 from model.videobert import VideoBert, VideoBertConfig
 
@@ -45,29 +44,17 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_json(path: Path, data: dict) -> None:
     def write(tmp: str) -> None:
         Path(tmp).write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
 
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
     from safetensors.torch import save_file
 
-    _atomic(path, lambda tmp: save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp))
+    atomic_write(path, lambda tmp: save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp))
     return sha256(path)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from model.atomic import atomic_write
 from model.hkmeans import CHUNK_BYTES, HKMeansTree, fit_tree
 
 log = logging.getLogger(__name__)
@@ -303,8 +303,8 @@ class VisualVocab:
             "reconstruction_error": self.fit_error,
             "word_counts": self.word_counts.tolist(),
         }
-        _atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p)))
-        _atomic_write(folder / META_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=1) + "\n"))
+        atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p)))
+        atomic_write(folder / META_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=1) + "\n"))
         return folder
 
     @classmethod
@@ -417,14 +417,3 @@ def _resolve_groups(
         if b.start < a.stop:
             raise ValueError(f"feature groups {a.name!r} and {b.name!r} overlap")
     return tuple(parsed)
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -13,14 +13,14 @@ CACHE_MAX_BYTES.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from model.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +76,7 @@ def preview(video: str | Path, video_id: str, start: float, end: float, data_dir
     t0, t1 = window(start, end, duration)
     target = cache_path(data_dir, video_id, start, end)
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".mp4", dir=target.parent)
-        os.close(fd)
-        try:
-            cut(video, tmp, t0, t1)
-            os.replace(tmp, target)  # a reader never sees half a preview
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target, lambda tmp: cut(video, tmp, t0, t1), suffix=".mp4")  # the muxer needs the extension
         prune(Path(data_dir) / PREVIEW_DIR, keep=target)
     return Preview(target, t0, t1, start - t0)
 
