@@ -22,9 +22,10 @@ import streamlit as st
 from search.engine import NoIndexError, SearchEngine
 from search.export import FORMATS, export
 from search.hits import Hit, clock
+from search.service import thumbnail_file
 from search.store import Filters, StoreBusyError
 from ui.highlight import escape, highlight
-from ui.launch import settings_from_argv
+from ui.launch import api_from_argv, settings_from_argv
 from ui.preview import PreviewError, preview
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,13 @@ MAX_RESULTS = 200  # results a query may grow to
 MAX_SEGMENT_S = 60.0  # s: the length filter's top; at the top means "no upper bound"
 FULL_VIDEO_MAX_BYTES = 100 * 1024 * 1024  # larger files are not streamed whole into the page
 INFO_TTL_S = 30  # s: how long the catalog summaries shown on the page may be stale
-THUMBNAIL_DIR = "thumbnails"  # under the data dir (indexer/thumbnails.py)
 EXPORT_MIME = {"csv": "text/csv", "json": "application/json", "edl": "text/plain"}
 
 st.set_page_config(page_title="vbsearch", page_icon="🎞️", layout="wide")
 settings = settings_from_argv(sys.argv[1:])
+API = api_from_argv(sys.argv[1:])  # a `vbsearch serve` URL: search through it (search/client.py), not in-process
 SETTINGS_KEY = tuple(str(v) for v in (settings.data_dir.resolve(), settings.qdrant_url, settings.model_dir,
-                                      settings.device))
+                                      settings.device, API))
 ss = st.session_state
 
 
@@ -48,6 +49,12 @@ ss = st.session_state
 @st.cache_resource(show_spinner="Loading the model and opening the index…")
 def _engine(key: tuple[str, ...], _settings) -> tuple[SearchEngine, threading.Lock]:
     # One engine serves every browser session; the lock keeps their calls from interleaving.
+    if API:
+        from search.client import ApiClient
+
+        client = ApiClient(API)
+        client.index_info()  # fails here, with the service's reason, if it cannot search
+        return client, threading.Lock()
     return SearchEngine.open(_settings), threading.Lock()
 
 
@@ -72,6 +79,11 @@ def _show_busy(exc: Exception) -> None:
 def _show_no_index() -> None:
     from vbsearch.status import collect
 
+    if API:
+        st.info(f"**No index yet.** The search service at {API} has nothing to search; index videos where it "
+                "runs, then reload this page.", icon="📂")
+        st.button("Check again", key="retry_noindex")
+        return
     st.info("**No index yet.** Build one from a folder of videos, then reload this page:", icon="📂")
     st.code(f"vbsearch index PATH... --data-dir {settings.data_dir.resolve()}", language="bash")
     failed = collect(settings).failed
@@ -90,7 +102,7 @@ def _open() -> tuple[SearchEngine, threading.Lock]:
         _show_busy(exc)
     except Exception as exc:  # a broken model or an unreachable server: say so on the page
         log.exception("cannot open the search engine")
-        st.error(f"Cannot open the index in {settings.data_dir.resolve()}: {exc}")
+        st.error(f"Cannot open the index in {API or settings.data_dir.resolve()}: {exc}")
     st.stop()
     raise AssertionError("unreachable")  # st.stop() raises
 
@@ -168,14 +180,29 @@ def _run(engine: SearchEngine, lock: threading.Lock, query: str, filters: Filter
 
 def _thumbnail(hit: Hit) -> Path | None:
     """The hit's JPEG in this data dir's thumbnail folder (found by name, so a moved data dir keeps them)."""
-    if not hit.thumbnail:
-        return None
-    root = (settings.data_dir / THUMBNAIL_DIR).resolve()
-    path = (root / hit.video_id / Path(hit.thumbnail).name).resolve()
-    return path if path.is_relative_to(root) and path.is_file() else None
+    return thumbnail_file(settings.data_dir, hit.video_id, hit.thumbnail)
+
+
+def _remote_player(client, hit: Hit) -> None:
+    """The preview, cut by the search service (the file may not be reachable from here)."""
+    from search.engine import EngineError
+
+    try:
+        with st.spinner("Cutting a preview…"):
+            pv = client.preview_clip(hit)
+    except EngineError as exc:
+        st.error(f"Cannot preview this moment: {exc}")
+        return
+    st.video(pv.data, format="video/mp4")
+    st.caption(f"Preview {clock(pv.window_start)} – {clock(pv.window_end)}: the moment starts "
+               f"{pv.lead_in:.1f} s in.")
+    st.code(hit.video, language=None)
 
 
 def _player(engine: SearchEngine, hit: Hit, durations: dict[str, float | None]) -> None:
+    if API:
+        _remote_player(engine, hit)
+        return
     if not engine.is_catalogued(hit.video):
         st.error("This file is no longer in the catalog; re-index to play it.")
         return
@@ -203,9 +230,9 @@ def _hit_card(engine: SearchEngine, rank: int, hit: Hit, query: str,
               durations: dict[str, float | None]) -> None:
     with st.container(border=True):
         thumb_col, body_col = st.columns([1, 5])
-        thumb = _thumbnail(hit)
+        thumb = engine.thumbnail_bytes(hit) if API else _thumbnail(hit)
         if thumb is not None:
-            thumb_col.image(str(thumb), width="stretch")
+            thumb_col.image(thumb if isinstance(thumb, bytes) else str(thumb), width="stretch")
         else:
             thumb_col.caption("no thumbnail")
         with body_col:

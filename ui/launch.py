@@ -65,14 +65,21 @@ def settings_from_argv(argv: list[str]) -> Settings:
     return load_settings(vars(known))
 
 
-def streamlit_command(settings: Settings, host: str, port: int) -> list[str]:
+def api_from_argv(argv: list[str]) -> str | None:
+    """The search service URL given with --api (None: search in-process)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--api")
+    return parser.parse_known_args(argv)[0].api or None
+
+
+def streamlit_command(settings: Settings, host: str, port: int, api: str | None = None) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(APP),
             "--server.headless", "true",  # no first-run e-mail prompt; we open the browser ourselves
             "--server.address", host,
             "--server.port", str(port),
             "--browser.gatherUsageStats", "false",
             "--client.toolbarMode", "minimal",  # no "Deploy" or developer menu for archivists
-            "--", *app_argv(settings)]
+            "--", *app_argv(settings), *(["--api", api] if api else [])]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 for all interfaces)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    parser.add_argument("--api", metavar="URL", help="search through this `vbsearch serve` service instead of "
+                        "opening the index here (its token from $VBSEARCH_API_TOKEN)")
 
 
 def _can_open_browser() -> bool:
@@ -101,10 +110,11 @@ def _open_when_ready(url: str, proc: subprocess.Popen) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    cmd = streamlit_command(settings, args.host, args.port)
+    cmd = streamlit_command(settings, args.host, args.port, args.api)
     browse_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
     url = f"http://{browse_host}:{args.port}"
-    print(f"vbsearch UI on {url} (data dir {settings.data_dir.resolve()}); Ctrl-C to stop", file=sys.stderr)
+    source = f"search service {args.api}" if args.api else f"data dir {settings.data_dir.resolve()}"
+    print(f"vbsearch UI on {url} ({source}); Ctrl-C to stop", file=sys.stderr)
     log.debug("running %s", cmd)
     proc = subprocess.Popen(cmd)
     if not args.no_browser and _can_open_browser():

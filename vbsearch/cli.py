@@ -38,7 +38,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("transcript", "export a video's recognised speech as srt, vtt, json or txt", "indexer.transcript", reads_media=True),
     Command("classify", "zero-shot masked-word prediction for a video window (the paper's Task 2)", "indexer.classify", reads_media=True),
     Command("eval", "retrieval quality on a sample archive with known truth", "search.evaluate"),
-    Command("serve", "serve the search engine over HTTP (OpenAPI-documented)", None),
+    Command("serve", "serve the search engine over HTTP (OpenAPI-documented)", "search.service"),
 )
 
 # Flags shared by every subcommand; None means "not given" so lower layers (env, vbsearch.toml) win.

@@ -1,0 +1,141 @@
+"""Request and response bodies of the HTTP API (search/service.py): validated, and documented in its OpenAPI.
+
+Requests forbid unknown keys, so a misspelt filter is a 422, not a silently unfiltered search.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from search.cli import MAX_QUERY_CHARS
+from search.store import Filters
+
+MAX_TOP_K = 200  # hits per request
+DEFAULT_TOP_K = 10
+MAX_VIDEO_CHARS = 4096  # a path or a video id
+
+
+class SearchFilters(BaseModel):
+    """Restrict hits; every field is optional."""
+    model_config = ConfigDict(extra="forbid")
+    video: str | None = Field(None, min_length=1, max_length=MAX_VIDEO_CHARS,
+                              description="a video_id, or a video's absolute path")
+    min_duration: float | None = Field(None, ge=0, allow_inf_nan=False, description="segment length at least (s)")
+    max_duration: float | None = Field(None, ge=0, allow_inf_nan=False, description="segment length at most (s)")
+    indexed_after: dt.datetime | None = Field(
+        None, description="only videos indexed after this time (ISO 8601, local time unless it has an offset; "
+                          "or unix seconds)")
+
+    @field_validator("indexed_after")
+    @classmethod
+    def _representable(cls, v: dt.datetime | None) -> dt.datetime | None:
+        if v is not None:
+            try:
+                v.timestamp()
+            except (OverflowError, OSError, ValueError) as exc:
+                raise ValueError(f"not a usable time: {exc}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchFilters:
+        if self.min_duration is not None and self.max_duration is not None and self.min_duration > self.max_duration:
+            raise ValueError("min_duration is larger than max_duration")
+        return self
+
+    def to_filters(self) -> Filters | None:
+        filters = Filters(video=self.video, min_duration=self.min_duration, max_duration=self.max_duration,
+                          indexed_after=self.indexed_after.timestamp() if self.indexed_after else None)
+        return None if filters == Filters() else filters
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, description="what to look for, in plain words")
+    top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="number of hits")
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+    rerank: bool = Field(True, description="rescore candidates with the alignment head")
+
+    @field_validator("query")
+    @classmethod
+    def _words(cls, v: str) -> str:
+        # The CLI's normalisation: control characters become spaces, runs of space collapse.
+        v = " ".join("".join(ch if ch.isprintable() else " " for ch in v).split())
+        if not v:
+            raise ValueError("the query has no words")
+        return v
+
+
+class LikeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    segment_id: uuid.UUID = Field(..., description="a hit's segment_id")
+    top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="number of hits")
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+
+
+class HitOut(BaseModel):
+    """The CLI's --json hit (search.hits.Hit.to_json), plus where to fetch its thumbnail and preview."""
+    video: str = Field(..., description="absolute path of the video file (on the server)")
+    start: float = Field(..., description="s")
+    end: float = Field(..., description="s")
+    score: float
+    text: str = Field(..., description="transcript of the moment ('' where nobody speaks)")
+    video_id: str
+    segment_id: str = Field(..., description="for more-like-this, details, thumbnail and preview")
+    thumbnail: str | None = Field(None, description="the thumbnail's path on the server")
+    fps: float | None = None
+    scores: dict[str, float] = Field(default_factory=dict, description="component scores: video, text, align")
+    thumbnail_url: str | None = Field(None, description="GET this (relative to the API root) for the JPEG")
+    preview_url: str = Field(..., description="GET this (relative to the API root) for an MP4 of the moment")
+
+
+class SearchResponse(BaseModel):
+    hits: list[HitOut]
+    seconds: float = Field(..., description="time the engine took (s)")
+
+
+class SegmentOut(BaseModel):
+    segment_id: str
+    video: str = Field(..., description="absolute path of the video file (on the server)")
+    video_id: str
+    start: float = Field(..., description="s")
+    end: float = Field(..., description="s")
+    duration: float = Field(..., description="s")
+    text: str
+    kind: str | None = Field(None, description="how the segment was cut (sentence window or fixed window)")
+    fps: float | None = None
+    indexed_at: float | None = Field(None, description="unix time")
+    thumbnail_url: str | None = None
+    preview_url: str
+
+
+class VideoOut(BaseModel):
+    model_config = ConfigDict(extra="allow")  # every catalog column comes along
+    video_id: str
+    path: str
+    duration: float | None = Field(None, description="s")
+
+
+class IndexInfoOut(BaseModel):
+    """search.engine.IndexInfo."""
+    videos: int
+    hours: float
+    clips: int
+    segments: int
+    failed: list[dict[str, Any]] = Field(..., description="path, stage, error of each failed file")
+    model_id: str | None
+    vocab_lines: list[str]
+    last_indexed: float | None = Field(None, description="unix time")
+
+
+class Health(BaseModel):
+    status: str = Field(..., description="always 'ok' when the process answers")
+    ready: bool = Field(..., description="whether the model and the index are open")
+    detail: str | None = Field(None, description="why not ready")
+
+
+class Problem(BaseModel):
+    detail: str
