@@ -1,0 +1,464 @@
+"""The HTTP search service (search/service.py) and its client (search/client.py).
+
+Live tests run `vbsearch serve` in a subprocess on a free port over a private copy of the shared indexed
+archive (the embedded store admits one process: the service's), and talk to it with httpx; a
+schemathesis run against its OpenAPI document must find no 5xx. In-process tests drive create_app with
+stand-in engines for what a real index cannot easily show: internal errors, an index that appears
+later, files gone from the catalog, serialised forward passes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import polars as pl
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+
+from search.client import ApiClient
+from search.engine import EngineError, IndexInfo, NoIndexError, RankingOptions
+from search.hits import Hit
+from search.service import TOKEN_ENV, EngineHolder, create_app
+
+TOKEN = "test-token-4f1c"
+STARTUP_S = 180  # the model loads and the store opens before the service answers ready
+HIT_KEYS = {"video", "start", "end", "score", "text", "video_id", "segment_id", "thumbnail", "fps", "scores"}
+
+
+# -- the live service ---------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Live:
+    url: str
+    archive: object  # tests.conftest.IndexedArchive (a private copy)
+    proc: subprocess.Popen
+    auth: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {TOKEN}"})
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.auth, timeout=120, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def live(indexed_archive, tmp_path_factory):
+    archive = indexed_archive.copy_to(tmp_path_factory.mktemp("service"))
+    port = _free_port()
+    env = {**os.environ, TOKEN_ENV: TOKEN}
+    log = open(archive.data_dir / "serve.log", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen([sys.executable, "-m", "vbsearch.cli", "serve", "--port", str(port),
+                             "--data-dir", str(archive.data_dir), "--model", str(archive.settings.model_dir)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_S
+    try:
+        while True:
+            assert proc.poll() is None, (archive.data_dir / "serve.log").read_text()
+            try:
+                if httpx.get(url + "/health", timeout=2).json().get("ready"):
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the service did not become ready"
+            time.sleep(0.3)
+        yield Live(url, archive, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert proc.returncode == 0 or proc.returncode == -15, (archive.data_dir / "serve.log").read_text()
+    assert "Traceback" not in (archive.data_dir / "serve.log").read_text()
+
+
+@pytest.fixture(scope="module")
+def first_hits(live):
+    with live.client() as c:
+        r = c.post("/search", json={"query": "a red circle moving left", "top_k": 5})
+    assert r.status_code == 200, r.text
+    return r.json()["hits"]
+
+
+def test_health_needs_no_token_and_says_ready(live):
+    r = httpx.get(live.url + "/health")
+    assert r.status_code == 200 and r.json() == {"status": "ok", "ready": True, "detail": None}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}])
+def test_every_data_endpoint_needs_the_token(live, headers):
+    some = str(uuid.uuid4())
+    with httpx.Client(base_url=live.url, headers=headers) as c:
+        for r in (c.post("/search", json={"query": "ball"}), c.post("/more-like-this", json={"segment_id": some}),
+                  c.get(f"/segments/{some}"), c.get(f"/segments/{some}/thumbnail"),
+                  c.get(f"/segments/{some}/preview"), c.get("/videos"), c.get("/index")):
+            assert r.status_code == 401, (r.request.url, r.text)
+            assert r.json() == {"detail": "missing or wrong bearer token"}
+            assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_search_hits_carry_the_cli_fields_and_media_urls(live, first_hits):
+    assert 1 <= len(first_hits) <= 5
+    videos = {str(p) for p in (live.archive.archive_dir / "videos").iterdir()}
+    for h in first_hits:
+        assert HIT_KEYS | {"thumbnail_url", "preview_url"} == set(h)
+        assert h["video"] in videos and 0 <= h["start"] < h["end"]
+        assert h["preview_url"] == f"/segments/{h['segment_id']}/preview"
+        assert h["thumbnail_url"] == (f"/segments/{h['segment_id']}/thumbnail" if h["thumbnail"] else None)
+    scores = [h["score"] for h in first_hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_filters_restrict_hits(live, first_hits):
+    video_id = first_hits[0]["video_id"]
+    with live.client() as c:
+        only = c.post("/search", json={"query": "a red circle moving left", "top_k": 20,
+                                       "filters": {"video": video_id}}).json()["hits"]
+        by_path = c.post("/search", json={"query": "a red circle moving left", "top_k": 20,
+                                          "filters": {"video": first_hits[0]["video"]}}).json()["hits"]
+        long = c.post("/search", json={"query": "a red circle moving left", "top_k": 20,
+                                       "filters": {"min_duration": 4.0}}).json()["hits"]
+        future = c.post("/search", json={"query": "a red circle moving left",
+                                         "filters": {"indexed_after": "2999-01-01T00:00"}}).json()["hits"]
+        past = c.post("/search", json={"query": "a red circle moving left", "top_k": 3,
+                                       "filters": {"indexed_after": 0}}).json()["hits"]
+    assert only and {h["video_id"] for h in only} == {video_id}
+    assert [h["segment_id"] for h in by_path] == [h["segment_id"] for h in only]
+    assert all(h["end"] - h["start"] >= 4.0 - 1e-6 for h in long)
+    assert future == [] and len(past) == 3
+
+
+def test_no_rerank_changes_scores_not_the_contract(live):
+    with live.client() as c:
+        hits = c.post("/search", json={"query": "someone speaks", "top_k": 3, "rerank": False}).json()["hits"]
+    assert len(hits) == 3 and all("align" not in h["scores"] or h["scores"]["align"] == 0.0 for h in hits)
+
+
+@pytest.mark.parametrize("body, where", [
+    ({"query": ""}, "query"),
+    ({"query": "  \t\n "}, "query"),
+    ({"query": "x" * 1001}, "query"),
+    ({"query": "ball", "top_k": 0}, "top_k"),
+    ({"query": "ball", "top_k": 201}, "top_k"),
+    ({"query": "ball", "top_k": "many"}, "top_k"),
+    ({"query": "ball", "filters": {"colour": "red"}}, "filters.colour"),
+    ({"query": "ball", "filters": {"min_duration": -1}}, "filters.min_duration"),
+    ({"query": "ball", "filters": {"min_duration": 5, "max_duration": 2}}, "filters"),
+    ({"query": "ball", "filters": {"indexed_after": "yesterday"}}, "filters.indexed_after"),
+    ({"query": "ball", "limit": 3}, "limit"),
+    ({"top_k": 3}, "query"),
+])
+def test_bad_search_requests_are_clear_422s(live, body, where):
+    with live.client() as c:
+        r = c.post("/search", json=body)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert f"body.{where}" in detail and "Traceback" not in detail
+
+
+def test_malformed_json_is_a_422(live):
+    with live.client() as c:
+        r = c.post("/search", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "Traceback" not in r.text
+
+
+def test_more_like_this(live, first_hits):
+    seed = first_hits[0]
+    with live.client() as c:
+        r = c.post("/more-like-this", json={"segment_id": seed["segment_id"], "top_k": 4})
+        unknown = c.post("/more-like-this", json={"segment_id": str(uuid.uuid4())})
+        bad = c.post("/more-like-this", json={"segment_id": "../../etc/passwd"})
+    assert r.status_code == 200, r.text
+    hits = r.json()["hits"]
+    assert 1 <= len(hits) <= 4 and seed["segment_id"] not in {h["segment_id"] for h in hits}
+    assert unknown.status_code == 404 and "unknown segment" in unknown.json()["detail"]
+    assert bad.status_code == 422
+
+
+def test_segment_details(live, first_hits):
+    h = first_hits[0]
+    with live.client() as c:
+        r = c.get(f"/segments/{h['segment_id']}")
+        missing = c.get(f"/segments/{uuid.uuid4()}")
+        bad = c.get("/segments/not-a-uuid")
+    assert r.status_code == 200, r.text
+    seg = r.json()
+    assert (seg["segment_id"], seg["video"], seg["video_id"]) == (h["segment_id"], h["video"], h["video_id"])
+    assert (seg["start"], seg["end"], seg["text"]) == (h["start"], h["end"], h["text"])
+    assert seg["duration"] == pytest.approx(h["end"] - h["start"], abs=1e-3)
+    assert seg["preview_url"] == h["preview_url"] and seg["thumbnail_url"] == h["thumbnail_url"]
+    assert missing.status_code == 404 and bad.status_code == 422
+
+
+def test_thumbnail_and_preview(live, first_hits):
+    h = next(h for h in first_hits if h["thumbnail_url"])
+    with live.client() as c:
+        thumb = c.get(h["thumbnail_url"])
+        pv = c.get(h["preview_url"])
+        again = c.get(h["preview_url"])  # from the cache
+        missing = c.get(f"/segments/{uuid.uuid4()}/preview")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert thumb.content[:3] == b"\xff\xd8\xff"
+    assert pv.status_code == 200 and pv.headers["content-type"] == "video/mp4", pv.text
+    assert pv.content[4:8] == b"ftyp" and again.content == pv.content
+    start, end, lead = (float(pv.headers[k]) for k in ("x-window-start", "x-window-end", "x-lead-in"))
+    assert start == pytest.approx(max(0.0, h["start"] - lead), abs=1e-3) and end <= h["end"] + 1e-3
+    assert missing.status_code == 404
+
+
+def test_index_and_videos(live):
+    with live.client() as c:
+        info = c.get("/index").json()
+        videos = c.get("/videos").json()
+    assert info["videos"] == 2 == len(videos) and info["segments"] > 0 and info["clips"] > 0
+    assert info["model_id"] and info["failed"] == [] and info["last_indexed"] > 0
+    assert {v["path"] for v in videos} == {str(p) for p in (live.archive.archive_dir / "videos").iterdir()}
+    assert all(v["duration"] > 0 for v in videos)
+
+
+def test_openapi_documents_every_endpoint_and_the_bearer_scheme(live):
+    doc = httpx.get(live.url + "/openapi.json").json()
+    assert set(doc["paths"]) == {"/health", "/search", "/more-like-this", "/segments/{segment_id}",
+                                 "/segments/{segment_id}/thumbnail", "/segments/{segment_id}/preview",
+                                 "/videos", "/index"}
+    assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    req = doc["components"]["schemas"]["SearchRequest"]
+    assert req["additionalProperties"] is False
+    assert req["properties"]["top_k"]["maximum"] == 200
+
+
+def test_unknown_route_is_a_json_404(live):
+    r = httpx.get(live.url + "/nope", headers=live.auth)
+    assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
+
+
+def test_concurrent_searches_all_succeed(live):
+    """Eight clients at once: every answer is the same as the one a lone client gets."""
+    body = {"query": "a blue square", "top_k": 5}
+    with live.client() as c:
+        alone = [h["segment_id"] for h in c.post("/search", json=body).json()["hits"]]
+    results: list[list[str]] = []
+
+    def worker() -> None:
+        with live.client() as c:
+            for _ in range(3):
+                r = c.post("/search", json=body)
+                assert r.status_code == 200
+                results.append([h["segment_id"] for h in r.json()["hits"]])
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 24 and all(r == alone for r in results)
+
+
+def test_client_behaves_like_the_engine(live, first_hits):
+    with ApiClient(live.url, token=TOKEN) as client:
+        hits = client.search("a red circle moving left", top_k=5)
+        assert [(h.segment_id, h.video, h.start, h.text) for h in hits] == \
+            [(h["segment_id"], h["video"], h["start"], h["text"]) for h in first_hits]
+        assert all(isinstance(h, Hit) for h in hits)
+        assert client.search("   ") == []
+        assert client.search("x " * 1000, top_k=1)  # cut to the longest query, as the CLI does
+        like = client.more_like_this(hits[0].segment_id, top_k=3)
+        assert like and hits[0].segment_id not in {h.segment_id for h in like}
+        videos = client.videos()
+        assert isinstance(videos, pl.DataFrame) and videos.height == 2
+        info = client.index_info()
+        assert isinstance(info, IndexInfo) and info.videos == 2
+        assert client.is_catalogued(hits[0].video) and not client.is_catalogued("/etc/passwd")
+        with_thumb = next(h for h in hits if h.thumbnail)
+        assert client.thumbnail_bytes(with_thumb)[:3] == b"\xff\xd8\xff"
+        pv = client.preview_clip(with_thumb)
+        assert pv.data[4:8] == b"ftyp" and pv.lead_in >= 0
+        with pytest.raises(EngineError, match="404"):
+            client.more_like_this(str(uuid.uuid4()))
+    with ApiClient(live.url, token="wrong") as client, pytest.raises(EngineError, match="401"):
+        client.search("ball")
+    with ApiClient(f"http://127.0.0.1:{_free_port()}", timeout=2) as client, \
+            pytest.raises(EngineError, match="cannot reach"):
+        client.index_info()
+
+
+# -- property-based: no input makes the service fail ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def api_schema(live):
+    return schemathesis.openapi.from_url(live.url + "/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_request_makes_a_server_error(case, live):
+    headers = dict(live.auth) if hash(repr(case.body)) % 4 else {}  # now and then without the token
+    case.call_and_validate(headers=headers, checks=[not_a_server_error])
+
+
+# -- in-process: failures a real index cannot easily show ------------------------------------------------------
+class FakeStore:
+    def __init__(self, payloads: dict[str, dict]):
+        self.payloads = payloads
+
+    def retrieve(self, ids, with_vectors=False):
+        return [SimpleNamespace(id=i, payload=self.payloads[i]) for i in ids if i in self.payloads]
+
+    def close(self) -> None:
+        pass
+
+
+class FakeInference:
+    """Records how many calls run at once."""
+
+    def __init__(self):
+        self.active = self.most = 0
+        self.guard = threading.Lock()
+
+    def encode_text(self, texts):
+        with self.guard:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        time.sleep(0.02)
+        with self.guard:
+            self.active -= 1
+        return [[0.0]]
+
+
+class FakeEngine:
+    def __init__(self, data_dir: Path, payloads: dict[str, dict] | None = None, fail: Exception | None = None):
+        self.data_dir = data_dir
+        self.store = FakeStore(payloads or {})
+        self.options = RankingOptions()
+        self.inference = FakeInference()
+        self.fail = fail
+        self.closed = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def search(self, query, top_k=10, filters=None, options=None):
+        if self.fail:
+            raise self.fail
+        if query == "block":
+            self.entered.set()
+            assert self.release.wait(10)
+        self.inference.encode_text([query])
+        return []
+
+    def is_catalogued(self, path):
+        return False
+
+    def videos(self):
+        return pl.DataFrame()
+
+    def close(self):
+        self.closed = True
+
+
+def _in_process(factory):
+    from fastapi.testclient import TestClient
+
+    return TestClient(create_app(engine_factory=factory), raise_server_exceptions=False)
+
+
+def test_internal_errors_are_500_without_details(tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    engine = FakeEngine(tmp_path, fail=RuntimeError("secret /srv/path exploded"))
+    with _in_process(lambda: engine) as c:
+        r = c.post("/search", json={"query": "ball"})
+    assert r.status_code == 500 and r.json() == {"detail": "internal error"}
+    assert "secret" not in r.text and "Traceback" not in r.text
+    assert "secret /srv/path exploded" in caplog.text  # logged on the server, where operators look
+    assert engine.closed  # the lifespan closed the engine on shutdown
+
+
+def test_service_comes_up_before_the_index_and_opens_it_later(tmp_path, monkeypatch):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    engine = FakeEngine(tmp_path)
+    attempts: list[int] = []
+
+    def factory():
+        attempts.append(1)
+        if len(attempts) <= 3:  # startup, the first health check, the first search
+            raise NoIndexError("no trained model in /x/model")
+        return engine
+
+    with _in_process(factory) as c:
+        assert c.get("/health").json()["ready"] is False
+        r = c.post("/search", json={"query": "ball"})
+        assert r.status_code == 503 and r.json()["detail"].startswith("no index yet")
+        assert c.get("/health").json() == {"status": "ok", "ready": True, "detail": None}
+        assert c.post("/search", json={"query": "ball"}).json()["hits"] == []
+    assert len(attempts) == 4  # and not once more after it opened
+
+
+def test_media_only_for_catalogued_videos(tmp_path, monkeypatch):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    sid = str(uuid.uuid4())
+    thumbs = tmp_path / "thumbnails" / "vid1"
+    thumbs.mkdir(parents=True)
+    (thumbs / "0.jpg").write_bytes(b"\xff\xd8\xff fake")
+    payload = {"path": "/etc/passwd", "video_id": "vid1", "start": 0.0, "end": 2.0, "thumbnail": "thumbnails/vid1/0.jpg"}
+    with _in_process(lambda: FakeEngine(tmp_path, {sid: payload})) as c:
+        assert c.get(f"/segments/{sid}").status_code == 200  # details are fine: no file is opened
+        for kind in ("thumbnail", "preview"):
+            r = c.get(f"/segments/{sid}/{kind}")
+            assert r.status_code == 404 and "no longer in the catalog" in r.json()["detail"]
+
+
+def test_searches_run_concurrently_but_forward_passes_one_at_a_time(tmp_path, monkeypatch):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    engine = FakeEngine(tmp_path)
+    with _in_process(lambda: engine) as c:
+        blocked = threading.Thread(target=lambda: c.post("/search", json={"query": "block"}))
+        blocked.start()
+        assert engine.entered.wait(10)
+        # One search is stuck inside the engine; others are still answered.
+        assert c.get("/health").status_code == 200
+        threads = [threading.Thread(target=lambda: c.post("/search", json={"query": "ball"})) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        engine.release.set()
+        blocked.join()
+    assert engine.inference.most == 1
+
+
+def test_holder_wraps_inference_under_one_lock():
+    inner = FakeInference()
+    holder = EngineHolder(lambda: SimpleNamespace(inference=inner, close=lambda: None))
+    eng = holder.get()
+    threads = [threading.Thread(target=eng.inference.encode_text, args=(["x"],)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert inner.most == 1 and holder.get() is eng
+
+
+def test_token_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, "s3cret")
+    with _in_process(lambda: FakeEngine(tmp_path)) as c:
+        assert c.post("/search", json={"query": "ball"}).status_code == 401
+        ok = c.post("/search", json={"query": "ball"}, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and c.get("/health").status_code == 200
