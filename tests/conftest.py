@@ -26,13 +26,13 @@ class IndexedArchive:
     settings: Settings
 
     def copy_to(self, dest: Path) -> IndexedArchive:
-        """A private copy of the videos, indexed into a new data dir with this archive's trained model
-        (catalog paths are absolute, so a copied data dir would still point at these files)."""
+        """A private copy: the videos, and a new data dir indexed from them with this archive's trained
+        vocabulary and model (catalog paths are absolute, so a copied catalog would point at these files)."""
         shutil.copytree(self.archive_dir, dest / "archive", symlinks=True)
-        model = str(self.data_dir / "model")
-        assert main(["index", str(dest / "archive" / "videos"), "--data-dir", str(dest / "data"), "--model", model]) == 0
-        return IndexedArchive(dest / "archive", dest / "data",
-                              load_settings({"data_dir": str(dest / "data"), "model_dir": model}))
+        for learned in ("vocab", "model"):
+            shutil.copytree(self.data_dir / learned, dest / "data" / learned)
+        assert main(["index", str(dest / "archive" / "videos"), "--data-dir", str(dest / "data")]) == 0
+        return IndexedArchive(dest / "archive", dest / "data", load_settings({"data_dir": str(dest / "data")}))
 
 
 def build_indexed_archive(root: Path) -> IndexedArchive:

@@ -66,7 +66,7 @@ def test_eval_table_has_every_configuration(indexed_archive, capsys):
 def test_reindex_changes_nothing_then_change_and_prune(indexed_archive, tmp_path):
     arch = indexed_archive.copy_to(tmp_path)
     videos = arch.archive_dir / "videos"
-    index = ["index", str(videos), "--data-dir", str(arch.data_dir), "--model", str(arch.settings.model_dir)]
+    index = ["index", str(videos), "--data-dir", str(arch.data_dir)]
     before = _points(arch.data_dir)
     assert main(index) == 0
     assert _points(arch.data_dir) == before
