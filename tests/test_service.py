@@ -34,8 +34,8 @@ from search.service import TOKEN_ENV, EngineHolder, create_app
 from vbsearch.config import Settings
 
 TOKEN = "test-token-4f1c"
-STARTUP_S = 180  # the model loads and the store opens before the service answers ready
-EXAMPLES_PER_OPERATION = 40
+STARTUP_S = 420  # on a busy shared machine: the model loads and the store opens before the service answers ready
+EXAMPLES_PER_OPERATION = 25  # per operation and generation mode (valid, invalid)
 HIT_KEYS = {"video", "start", "end", "score", "text", "video_id", "segment_id", "thumbnail", "fps", "scores"}
 
 
@@ -64,7 +64,7 @@ def live(indexed_archive, tmp_path_factory):
     env = {**os.environ, TOKEN_ENV: TOKEN}
     log = open(archive.data_dir / "serve.log", "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen([sys.executable, "-m", "vbsearch.cli", "serve", "--port", str(port),
-                             "--data-dir", str(archive.data_dir), "--model", str(archive.settings.model_dir)],
+                             "--data-dir", str(archive.data_dir)],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_S
@@ -339,16 +339,19 @@ def test_no_request_makes_a_server_error(live):
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 8
     statuses: list[int] = []
-    for op in operations:
-        @given(case=op.as_strategy())
+    for op, mode in ((op, mode) for op in operations for mode in schemathesis.GenerationMode):
+        if mode is schemathesis.GenerationMode.NEGATIVE and not (op.body.items or op.path_parameters.items):
+            continue  # nothing to get wrong in a request without parameters
+
+        @given(case=op.as_strategy(mode))
         @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def no_5xx(case) -> None:
             statuses.append(case.call_and_validate(headers=live.auth, checks=[not_a_server_error]).status_code)
 
         no_5xx()
-    # It did explore: many requests, some accepted, some refused.
-    assert len(statuses) >= 4 * len(operations) and {200, 422} <= set(statuses), sorted(set(statuses))
+    # It did explore: valid requests answered, invalid ones refused.
+    assert len(statuses) >= 2 * len(operations) and {200, 422} <= set(statuses), sorted(set(statuses))
 
 
 # -- in-process: failures a real index cannot easily show ------------------------------------------------------
