@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.decode import CLIP_SECONDS
+
 COLOURS = ("red", "blue", "green", "yellow")
 OBJECTS = ("ball", "car", "dog", "cup")
 MOTIONS = ("rolls", "jumps", "spins")
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 WORDS = ("the", "a", "now", "let", "me", "show", "you", "how", "to", "is", "and", "then", "it", "##s")
 N_VISUAL = len(COLOURS) + len(OBJECTS) + len(MOTIONS)  # 11 visual words in 3 groups
-CLIP_SECONDS = 1.5
 
 
 def write_vocab(folder: Path) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16_000  # Hz; what the ASR side consumes
+from indexer.audio import SAMPLE_RATE  # what the ASR side consumes
 
 
 class SynthError(RuntimeError):
