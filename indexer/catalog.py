@@ -93,5 +93,19 @@ class Catalog:
             return pl.DataFrame()
         return pl.concat(frames, how="diagonal_relaxed")
 
+    def find_video(self, video: str) -> str | None:
+        """The video_id of a complete video named by its id or by its file's path, else None."""
+        videos = self.read_table("videos")
+        if videos.is_empty():
+            return None
+        ids = videos["video_id"].to_list()
+        if video in ids:
+            return video
+        wanted = Path(video).expanduser().resolve()
+        for video_id, path in zip(ids, videos["path"].to_list(), strict=True):
+            if path and Path(path).expanduser().resolve() == wanted:
+                return video_id
+        return None
+
     def read_video(self, video_id: str, table: str) -> pl.DataFrame:
         return self.read_table(table, {video_id})

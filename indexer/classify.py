@@ -32,17 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def find_video(catalog: Catalog, video: str) -> str:
-    videos = catalog.read_table("videos")
-    if videos.is_empty():
-        raise ClassifyError(f"no indexed videos in {catalog.root}")
-    ids = videos["video_id"].to_list()
-    if video in ids:
-        return video
-    wanted = str(Path(video).expanduser().resolve())
-    for vid, path in zip(ids, videos["path"].to_list(), strict=True):
-        if path == wanted:
-            return vid
-    raise ClassifyError(f"{video}: not an indexed video (index it first with `vbsearch index`)")
+    video_id = catalog.find_video(video)
+    if video_id is None:
+        raise ClassifyError(f"{video}: not an indexed video (index it first with `vbsearch index`)")
+    return video_id
 
 
 def window_tokens(catalog: Catalog, vocab, video_id: str, start: float, end: float) -> np.ndarray:

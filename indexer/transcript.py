@@ -33,16 +33,7 @@ def find_in_catalog(data_dir: Path, video: str):
     from indexer.speech import transcript_from_frame
 
     catalog = Catalog(data_dir)
-    videos = catalog.read_table("videos")
-    if videos.is_empty() or "video_id" not in videos.columns:
-        return None
-    video_id = video if video in set(videos["video_id"].cast(str)) else None
-    if video_id is None and "path" in videos.columns:
-        wanted = Path(video).expanduser().resolve()
-        for row in videos.select("video_id", "path").to_dicts():
-            if row["path"] and Path(str(row["path"])).expanduser().resolve() == wanted:
-                video_id = str(row["video_id"])
-                break
+    video_id = catalog.find_video(video)
     if video_id is None:
         return None
     return transcript_from_frame(catalog.read_video(video_id, "sentences"))
