@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from search.cli import MAX_QUERY_CHARS
+from search.query import MAX_QUERY_CHARS, clean_query
 from search.store import Filters
 
 MAX_TOP_K = 200  # hits per request
@@ -62,8 +62,7 @@ class SearchRequest(BaseModel):
     @field_validator("query")
     @classmethod
     def _words(cls, v: str) -> str:
-        # The CLI's normalisation: control characters become spaces, runs of space collapse.
-        v = " ".join("".join(ch if ch.isprintable() else " " for ch in v).split())
+        v = clean_query(v)
         if not v:
             raise ValueError("the query has no words")
         return v

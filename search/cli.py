@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-MAX_QUERY_CHARS = 1000  # longer queries are cut: the encoder reads at most a few dozen words anyway
+from search.query import MAX_QUERY_CHARS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace, settings) -> int:
         else args.video
     filters = Filters(video=video, min_duration=args.min_duration, max_duration=args.max_duration,
                       indexed_after=after)
-    query = "".join(ch if ch.isprintable() else " " for ch in args.query)[:MAX_QUERY_CHARS]
+    query = args.query[:MAX_QUERY_CHARS]  # the engine cleans control characters and spacing
     try:
         engine = SearchEngine.open(settings)
     except NoIndexError as exc:

@@ -16,9 +16,9 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from search.cli import MAX_QUERY_CHARS
 from search.engine import EngineError, IndexInfo, NoIndexError
 from search.hits import Hit
+from search.query import MAX_QUERY_CHARS, clean_query
 from search.store import Filters, StoreBusyError
 
 TOKEN_ENV = "VBSEARCH_API_TOKEN"  # the same variable the service reads
@@ -86,9 +86,9 @@ class ApiClient:
 
     # -- the engine's methods ---------------------------------------------------------------------------------
     def search(self, query: str, top_k: int = 10, filters: Filters | None = None, options=None) -> list[Hit]:
-        if not " ".join(query.split()):
+        query = clean_query(query)[:MAX_QUERY_CHARS]  # as the CLI: a longer query is cut, not refused
+        if not query:
             return []  # as the engine: nothing to look for
-        query = query[:MAX_QUERY_CHARS]  # as the CLI: a longer query is cut, not refused
         body: dict[str, Any] = {"query": query, "top_k": top_k, "filters": self._filters(filters)}
         if options is not None:
             body["rerank"] = bool(options.rerank)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from search.hits import Hit
+from search.query import clean_query
 from search.store import Filters, SegmentStore
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class SearchEngine:
     # -- search -----------------------------------------------------------------------------------------
     def search(self, query: str, top_k: int = 10, filters: Filters | None = None,
                options: RankingOptions | None = None) -> list[Hit]:
-        query = " ".join(query.split())
+        query = clean_query(query)
         if not query:
             return []
         opts = options or self.options

@@ -22,6 +22,7 @@ import streamlit as st
 from search.engine import NoIndexError, SearchEngine
 from search.export import FORMATS, export
 from search.hits import Hit, clock
+from search.query import clean_query
 from search.service import thumbnail_file
 from search.store import Filters, StoreBusyError
 from ui.highlight import escape, highlight
@@ -165,7 +166,7 @@ def _run(engine: SearchEngine, lock: threading.Lock, query: str, filters: Filter
     similar: Hit | None = ss.similar
     if similar is None and not query.strip():
         return None
-    request: tuple = (("like", similar.segment_id) if similar else ("search", " ".join(query.split())))
+    request: tuple = (("like", similar.segment_id) if similar else ("search", clean_query(query)))
     request += (filters, ss.limit)
     if request not in ss.results:
         t0 = time.perf_counter()

@@ -1,0 +1,10 @@
+"""Query text as every entry point (CLI, HTTP, UI) hands it to the engine."""
+
+from __future__ import annotations
+
+MAX_QUERY_CHARS = 1000  # longer queries are cut (CLI) or refused (HTTP): the encoder reads a few dozen words
+
+
+def clean_query(text: str) -> str:
+    """Control characters become spaces and runs of whitespace collapse: what remains is the query."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
