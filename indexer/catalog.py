@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -36,6 +37,16 @@ def atomic_write_parquet(df: pl.DataFrame, path: Path) -> None:
 def path_key(path: str | Path) -> str:
     """A file-name-safe key for an input path (errors are keyed by path: a bad file may have no id)."""
     return hashlib.sha1(str(path).encode("utf-8", "surrogateescape")).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class CatalogSummary:
+    videos: int  # complete videos
+    hours: float  # their total duration
+    clips: int
+    sentences: int
+    failed: list[dict] = field(default_factory=list)  # files that failed: path, stage, error
+    last_indexed: float | None = None  # unix time of the newest videos row
 
 
 class Catalog:
@@ -106,6 +117,30 @@ class Catalog:
             if path and Path(path).expanduser().resolve() == wanted:
                 return video_id
         return None
+
+    def count(self, table: str) -> int:
+        """Rows of a table over complete videos, from the Parquet footers (no column data is read)."""
+        keep = self.video_ids()
+        total = 0
+        for file in self.files(table):
+            if file.stem in keep:
+                try:
+                    total += pl.scan_parquet(file).select(pl.len()).collect().item()
+                except Exception as exc:  # as read_table: a damaged file is skipped, not fatal
+                    log.warning("skipping unreadable catalog file %s: %s", file, exc)
+        return total
+
+    def summary(self) -> CatalogSummary:
+        videos = self.read_table("videos")
+        errors = self.read_table("errors")
+        return CatalogSummary(
+            videos=videos.height,
+            hours=float(videos["duration"].sum()) / 3600 if "duration" in videos.columns else 0.0,
+            clips=self.count("clips"),
+            sentences=self.count("sentences"),
+            failed=errors.select("path", "stage", "error").to_dicts() if errors.height else [],
+            last_indexed=float(videos["indexed_at"].max()) if "indexed_at" in videos.columns else None,
+        )
 
     def read_video(self, video_id: str, table: str) -> pl.DataFrame:
         return self.read_table(table, {video_id})

@@ -417,3 +417,14 @@ def _resolve_groups(
         if b.start < a.stop:
             raise ValueError(f"feature groups {a.name!r} and {b.name!r} overlap")
     return tuple(parsed)
+
+
+def describe(folder: str | Path) -> list[str]:
+    """Printable statistics of the vocabulary saved in `folder`; [] when there is none, one line when unreadable."""
+    folder = Path(folder)
+    if not (folder / META_FILE).is_file():
+        return []
+    try:
+        return VisualVocab.load(folder).stats().lines()
+    except Exception as exc:  # shown on status pages: never fail them over it
+        return [f"vocabulary unreadable: {exc}"]

@@ -180,23 +180,9 @@ class SearchEngine:
         return str(path) in self._catalogued[1]
 
     def index_info(self) -> IndexInfo:
-        from model.vocab import VisualVocab
+        from model.vocab import describe
 
-        videos = self.videos()
-        errors = self.catalog.read_table("errors")
-        vocab_lines: list[str] = []
-        if (self.data_dir / VOCAB_DIR).is_dir():
-            try:
-                vocab_lines = VisualVocab.load(self.data_dir / VOCAB_DIR).stats().lines()
-            except Exception as exc:  # info only: never fail the page over it
-                vocab_lines = [f"vocabulary unreadable: {exc}"]
-        return IndexInfo(
-            videos=videos.height,
-            hours=float(videos["duration"].sum()) / 3600 if videos.height else 0.0,
-            clips=self.catalog.read_table("clips").height,
-            segments=self.store.count(),
-            failed=errors.select("path", "stage", "error").to_dicts() if errors.height else [],
-            model_id=self.model_id,
-            vocab_lines=vocab_lines,
-            last_indexed=float(videos["indexed_at"].max()) if videos.height else None,
-        )
+        cat = self.catalog.summary()
+        return IndexInfo(videos=cat.videos, hours=cat.hours, clips=cat.clips, segments=self.store.count(),
+                         failed=cat.failed, model_id=self.model_id, vocab_lines=describe(self.data_dir / VOCAB_DIR),
+                         last_indexed=cat.last_indexed)

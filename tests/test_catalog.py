@@ -17,6 +17,9 @@ def test_put_read_remove(tmp_path):
     assert cat.video_ids() == {"a", "b"}
     assert cat.read_table("clips").height == 5
     assert cat.read_video("b", "clips")["clip_index"].to_list() == [0, 1, 2]
+    assert cat.count("clips") == 5 and cat.count("sentences") == 0
+    summary = cat.summary()
+    assert (summary.videos, summary.clips, summary.hours) == (2, 5, 7.5 / 3600)
     cat.remove_video("a")
     assert cat.video_ids() == {"b"} and cat.read_table("clips").height == 3
 
@@ -25,7 +28,7 @@ def test_incomplete_video_is_invisible(tmp_path):
     """A crash after writing clips but before the videos row leaves nothing readable behind."""
     cat = Catalog(tmp_path)
     cat.put("clips", "half", _clips("half", 4))
-    assert cat.read_table("clips").is_empty()
+    assert cat.read_table("clips").is_empty() and cat.count("clips") == 0
 
 
 def test_errors_keyed_by_path(tmp_path):

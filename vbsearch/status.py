@@ -28,27 +28,20 @@ class Status:
 
 def collect(settings: Settings) -> Status:
     from indexer.catalog import Catalog
+    from model.vocab import describe
 
-    catalog = Catalog(settings.data_dir)
-    videos = catalog.read_table("videos")
-    errors = catalog.read_table("errors")
-
-    def rows(table: str) -> int:
-        return catalog.read_table(table).height
-
-    store = settings.qdrant_url or str((settings.data_dir / "qdrant").resolve())
-    model_dir = settings.model_dir or settings.data_dir / "model"
+    cat = Catalog(settings.data_dir).summary()
     return Status(
         data_dir=str(settings.data_dir.resolve()),
-        store=store,
-        videos=videos.height,
-        hours=float(videos["duration"].sum()) / 3600 if videos.height and "duration" in videos.columns else 0.0,
-        clips=rows("clips"),
-        sentences=rows("sentences"),
-        failed=errors.select("path", "stage", "error").to_dicts() if errors.height else [],
-        last_indexed=float(videos["indexed_at"].max()) if videos.height and "indexed_at" in videos.columns else None,
-        model=_model_line(model_dir),
-        vocab=_vocab_lines(settings.data_dir / "vocab"),
+        store=settings.qdrant_url or str((settings.data_dir / "qdrant").resolve()),
+        videos=cat.videos,
+        hours=cat.hours,
+        clips=cat.clips,
+        sentences=cat.sentences,
+        failed=cat.failed,
+        last_indexed=cat.last_indexed,
+        model=_model_line(settings.model_dir or settings.data_dir / "model"),
+        vocab=describe(settings.data_dir / "vocab"),
     )
 
 
@@ -67,17 +60,6 @@ def _model_line(model_dir) -> str | None:
         data = json.loads(state.read_text())
         line += f" (step {data.get('step')} of {data.get('schedule', {}).get('total_steps')})"
     return line
-
-
-def _vocab_lines(vocab_dir) -> list[str]:
-    if not (vocab_dir / "vocab.json").is_file():
-        return []
-    from model.vocab import VisualVocab
-
-    try:
-        return VisualVocab.load(vocab_dir).stats().lines()
-    except (OSError, ValueError) as exc:
-        return [f"unreadable: {exc}"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
