@@ -57,11 +57,11 @@ def run(args: argparse.Namespace, settings) -> int:
     from model.vocab import VisualVocab
 
     data_dir = Path(settings.data_dir)
-    model_dir = Path(settings.model_dir) if settings.model_dir else data_dir / "model"
+    model_dir = settings.model_path
     catalog = Catalog(data_dir)
     try:
         video_id = find_video(catalog, args.video)
-        vocab = VisualVocab.load(data_dir / "vocab")
+        vocab = VisualVocab.load(settings.vocab_path)
         tokens = window_tokens(catalog, vocab, video_id, args.start, args.end)
         vb = VideoBertInference.load(model_dir, device=settings.torch_device)
         guesses = vb.predict_masked(args.template, tokens, top_k=args.top_k)

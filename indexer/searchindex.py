@@ -17,7 +17,8 @@ from pathlib import Path
 from indexer import thumbnails
 from indexer.catalog import Catalog
 from indexer.embed import EmbedSummary, sync_store
-from indexer.train import MODEL_SUBDIR, VOCAB_SUBDIR, TrainOptions, train
+from indexer.train import TrainOptions, train
+from vbsearch.config import MODEL_DIR, VOCAB_DIR
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +51,15 @@ def resolve_model(settings, train_options: TrainOptions, progress: bool = True) 
         model_dir = Path(settings.model_dir)
         if not (model_dir / "config.json").is_file():
             raise FileNotFoundError(f"--model {model_dir}: no VideoBERT checkpoint there (config.json missing)")
-        for vocab_dir in (model_dir / VOCAB_SUBDIR, model_dir.parent / VOCAB_SUBDIR, data_dir / VOCAB_SUBDIR):
+        for vocab_dir in (model_dir / VOCAB_DIR, model_dir.parent / VOCAB_DIR, data_dir / VOCAB_DIR):
             if (vocab_dir / "vocab.json").is_file():
                 return model_dir, vocab_dir
-        raise FileNotFoundError(f"--model {model_dir}: no visual vocabulary beside it or in {data_dir / VOCAB_SUBDIR}")
-    model_dir = data_dir / MODEL_SUBDIR
+        raise FileNotFoundError(f"--model {model_dir}: no visual vocabulary beside it or in {data_dir / VOCAB_DIR}")
+    model_dir = data_dir / MODEL_DIR
     if not _training_finished(model_dir):
         log.info("no trained model in %s: pretraining VideoBERT on the catalog", model_dir)
         train(data_dir, train_options, device=settings.torch_device, progress=progress)
-    return model_dir, data_dir / VOCAB_SUBDIR
+    return model_dir, data_dir / VOCAB_DIR
 
 
 def build_search_index(settings, train_options: TrainOptions | None = None, progress: bool = True) -> EmbedSummary:

@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from indexer.catalog import Catalog
+from vbsearch.config import MODEL_DIR, VOCAB_DIR
 
 log = logging.getLogger(__name__)
 
-VOCAB_SUBDIR = "vocab"  # data_dir/vocab: the visual vocabulary (model/vocab.py)
-MODEL_SUBDIR = "model"  # data_dir/model: the VideoBERT checkpoint and its training state
 
 
 class TrainError(RuntimeError):
@@ -95,7 +94,7 @@ def clip_features(clips) -> np.ndarray:
 def load_or_fit_vocab(data_dir: Path, features: np.ndarray, extractor: str, groups, mode: str):
     from model.vocab import VisualVocab, VocabConfig
 
-    folder = data_dir / VOCAB_SUBDIR
+    folder = data_dir / VOCAB_DIR
     if (folder / "vocab.json").is_file():
         vocab = VisualVocab.load(folder, expect_extractor=extractor, expect_dim=features.shape[1])
         log.info("visual vocabulary: %d words, %d per clip (from %s)", vocab.n_words, vocab.tokens_per_clip, folder)
@@ -123,7 +122,7 @@ def train(data_dir: Path, options: TrainOptions, device: str = "cpu", progress: 
     tokens = vocab.tokenize(feats)
     data = PretrainData(sentences, clips.select(["video_id", "start", "end"]), tokens)
 
-    out = data_dir / MODEL_SUBDIR
+    out = data_dir / MODEL_DIR
     tok = VideoBertTokenizer.from_pretrained(options.bert, vocab.n_words, vocab.tokens_per_clip,
                                              max_len=options.max_len,
                                              max_text_len=min(options.max_text_len, options.max_len // 2))

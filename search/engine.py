@@ -20,11 +20,10 @@ import numpy as np
 from search.hits import Hit
 from search.query import clean_query
 from search.store import Filters, SegmentStore
+from vbsearch.config import VOCAB_DIR
 
 log = logging.getLogger(__name__)
 
-MODEL_DIR = "model"  # inside the data dir
-VOCAB_DIR = "vocab"
 
 
 class EngineError(RuntimeError):
@@ -89,7 +88,7 @@ class SearchEngine:
     def open(cls, settings, options: RankingOptions = RankingOptions()) -> SearchEngine:
         from model.inference import VideoBertInference
 
-        model_dir = Path(settings.model_dir or settings.data_dir / MODEL_DIR)
+        model_dir = settings.model_path
         if not (model_dir / "config.json").is_file():
             raise NoIndexError(f"no trained model in {model_dir}: run `vbsearch index PATH...` first")
         inference = VideoBertInference.load(model_dir, device=settings.torch_device)

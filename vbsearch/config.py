@@ -13,6 +13,8 @@ import tomllib
 
 CONFIG_FILE = "vbsearch.toml"  # lives in the data dir
 DEFAULT_DATA_DIR = "vbsearch-data"  # relative to the working directory
+MODEL_DIR = "model"  # in the data dir: the VideoBERT checkpoint and its training state
+VOCAB_DIR = "vocab"  # in the data dir: the visual vocabulary
 
 FEATURES = ("s3d", "colormotion")
 ASR_BACKENDS = ("auto", "faster-whisper", "whisper-timestamped", "sidecar", "none")
@@ -49,6 +51,15 @@ class Settings:
             raise ConfigError(f"asr must be one of {', '.join(ASR_BACKENDS)}, not {self.asr!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+
+    @property
+    def model_path(self) -> Path:
+        """The VideoBERT checkpoint in use: --model, else the data dir's."""
+        return Path(self.model_dir) if self.model_dir else self.data_dir / MODEL_DIR
+
+    @property
+    def vocab_path(self) -> Path:
+        return self.data_dir / VOCAB_DIR
 
     @property
     def torch_device(self) -> str:

@@ -40,8 +40,8 @@ def collect(settings: Settings) -> Status:
         sentences=cat.sentences,
         failed=cat.failed,
         last_indexed=cat.last_indexed,
-        model=_model_line(settings.model_dir or settings.data_dir / "model"),
-        vocab=describe(settings.data_dir / "vocab"),
+        model=_model_line(settings.model_path),
+        vocab=describe(settings.vocab_path),
     )
 
 
