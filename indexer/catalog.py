@@ -10,13 +10,22 @@ rewriting the archive, and a crash can only lose the video being written):
 
 Every file is written to a temporary name in the same folder, fsynced and renamed
 over the target (atomic on POSIX), so a reader never sees a half-written file.
+
+One writer at a time: `writer_lock(data_dir)` holds an exclusive lock on data_dir/index.lock
+for an index run (the kernel drops it when the process dies, even by SIGKILL); readers (search,
+UI, status) take no lock, since every file they read is complete. The holder sweeps the
+temporary files a killed writer left behind (`sweep_temporary`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,11 +36,41 @@ from model.atomic import atomic_write
 log = logging.getLogger(__name__)
 
 TABLES = ("videos", "clips", "sentences", "errors")
+LOCK_FILE = "index.lock"  # in the data dir: held by the one process writing the catalog and the index
+
+
+class CatalogBusyError(RuntimeError):
+    """Another process holds the data dir's writer lock (an index run)."""
+
+
+@contextmanager
+def writer_lock(data_dir: str | Path) -> Iterator[None]:
+    """Hold data_dir's writer lock for the block, or raise CatalogBusyError at once (never waits)."""
+    path = Path(data_dir) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 100, 0).decode("utf-8", "replace").strip() or "another process"
+            raise CatalogBusyError(f"{Path(data_dir)} is being indexed by {holder}; "
+                                   "wait for that run to finish (one index run per data dir)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"vbsearch index (pid {os.getpid()})".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def atomic_write_parquet(df: pl.DataFrame, path: Path) -> None:
     """Write `df` to `path` so that `path` is either the old file or the complete new one."""
     atomic_write(path, df.write_parquet)
+
+
+def text_path(path: str | Path) -> str:
+    """`path` as valid UTF-8 text: bytes of a non-UTF-8 file name become backslash escapes (Parquet holds UTF-8)."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def path_key(path: str | Path) -> str:
@@ -74,11 +113,22 @@ class Catalog:
             self._file(table, video_id).unlink(missing_ok=True)
 
     def put_error(self, path: str | Path, stage: str, message: str) -> None:
-        row = {"path": str(path), "stage": stage, "error": message, "time": time.time()}
+        row = {"path": text_path(path), "stage": stage, "error": message, "time": time.time()}
         self.put("errors", path_key(path), pl.DataFrame([row]))
 
     def clear_error(self, path: str | Path) -> None:
         self._file("errors", path_key(path)).unlink(missing_ok=True)
+
+    def sweep_temporary(self) -> int:
+        """Delete temporary files a killed writer left (model/atomic.py names them .NAME.*.tmp); call it
+        only under writer_lock, when no write can be in flight. Returns how many went."""
+        gone = 0
+        for table in TABLES:
+            folder = self.root / table
+            for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+                tmp.unlink(missing_ok=True)
+                gone += 1
+        return gone
 
     # -- reading ---------------------------------------------------------------------------------------
     def files(self, table: str) -> list[Path]:

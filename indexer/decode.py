@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ CHUNK_CLIPS = 8  # clips per batch: 8 x 30 frames x 256x256x3 = 47 MB at the lar
 DECODERS = ("auto", "decord", "pyav")
 MAX_BAD_PACKETS = 100  # PyAV: corrupt packets skipped before a file counts as unreadable
 _EPS = 1e-6  # s: float slack when comparing times
+_DECORD_LOCATION = re.compile(r"^\[\d\d:\d\d:\d\d\] \S+:\d+: ")  # "[01:16:54] /src/x.cc:61: " before decord's message
 
 
 class DecodeError(RuntimeError):
@@ -81,9 +83,17 @@ def clip_count(samples: int) -> int:
 SampleSource = Generator[np.ndarray, None, float]
 
 
+def _quiet_decord(decord) -> None:
+    """decord's FFmpeg prints every damaged packet to stderr; its errors still raise, so keep stderr for
+    our one line per file (FFmpeg's own chatter returns with -v)."""
+    level = decord.logging.INFO if log.isEnabledFor(logging.DEBUG) else decord.logging.QUIET
+    decord.logging.set_level(level)
+
+
 def _decord_samples(path: Path, opts: DecodeOptions, skip: int) -> SampleSource:
     import decord
 
+    _quiet_decord(decord)
     vr = decord.VideoReader(str(path), ctx=decord.cpu(0), width=opts.width, height=opts.height)
     n = len(vr)
     if n == 0:
@@ -252,4 +262,5 @@ def _one_line(exc: BaseException) -> str:
     msg = lines[0] if lines else type(exc).__name__
     if "ERROR" in msg:
         msg = msg[msg.index("ERROR") :]
+    msg = _DECORD_LOCATION.sub("", msg)
     return msg[:300]

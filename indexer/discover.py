@@ -1,7 +1,9 @@
 """Input discovery: which files to ingest, their content id, and what the container says about them.
 
-`discover(paths)` walks files and folders (recursively, in sorted order) and keeps files with a
-video extension; a file named explicitly is kept whatever its extension (the probe then decides).
+`discover(paths)` walks files and folders (recursively, in sorted order, not into symlinked folders)
+and keeps files with a video extension; a file named explicitly is kept whatever its extension (the
+probe then decides). What cannot even be opened (a symlink loop or a broken link, a FIFO or device,
+no read permission, a name that is not UTF-8) is kept with its reason, so it gets its one error line.
 `video_id(path)` hashes the size plus the first and last HASH_CHUNK bytes: stable across renames
 and copies, it reads 2 MiB of a 20 GB file, not 20 GB. `probe(path)` reads the container header
 with PyAV (no decoding).
@@ -9,9 +11,11 @@ with PyAV (no decoding).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +56,27 @@ def is_video_name(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
+def unusable(path: Path) -> str | None:
+    """Why `path` cannot be ingested before anything reads it, or None."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # the catalog, the store and the UI hold paths as UTF-8 text
+        return "file name is not valid UTF-8 (rename the file)"
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if exc.errno == errno.ENOENT:
+            return "broken symbolic link" if path.is_symlink() else "no such file or directory"
+        return f"cannot stat: {exc.strerror}"
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        return "not a regular file"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
+
+
 def discover(paths: list[str | Path]) -> list[Found]:
     """Files to ingest under `paths`, deduplicated, each with an error if it cannot even be opened."""
     out: dict[Path, Found] = {}
@@ -67,13 +92,9 @@ def discover(paths: list[str | Path]) -> list[Found]:
                 for name in sorted(files):
                     file = Path(root) / name
                     if is_video_name(file):
-                        add(file, None if os.access(file, os.R_OK) else "permission denied")
-        elif path.is_file():
-            add(path, None if os.access(path, os.R_OK) else "permission denied")
-        elif path.exists():
-            add(path, "not a regular file")
+                        add(file, unusable(file))
         else:
-            add(path, "no such file or directory")
+            add(path, unusable(path))
     return list(out.values())
 
 

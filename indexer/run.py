@@ -12,8 +12,14 @@ A file is skipped when the catalog has it at the same path with the same size, m
 feature extractor and speech backend setting, or when the same content is already indexed at another path that still
 exists. A file whose content moved (catalog path gone, same id) gets its videos row updated
 without decoding. Each failed file gets one error line and a row in the catalog's errors
-table; the batch goes on and the exit status is 1. Ctrl-C stops after the current file
-(twice: at once).
+table; the batch goes on and the exit status is 1. Ctrl-C stops after the current file is
+written (twice: at once); the run reports what it did and exits 130, and the same command resumes.
+A video whose audio cannot be decoded is indexed by its pictures alone (a warning says why).
+
+One index run per data dir (indexer/catalog.py `writer_lock`): a second one answers "index busy"
+with exit status 2, as does a run that finds the embedded vector store held by a search or the UI
+(its catalog work is kept; the next run embeds). A run killed at any point (even SIGKILL) leaves
+the catalog and the store consistent: the next run picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import polars as pl
 from tqdm import tqdm
 
 from indexer import thumbnails
-from indexer.catalog import Catalog
+from indexer.catalog import Catalog, CatalogBusyError, text_path, writer_lock
 from indexer.decode import DECODERS, DecodeError
 from indexer.discover import ProbeError, discover, probe
 from indexer.ingest import IngestOptions, VisualStage, video_row
@@ -40,7 +46,8 @@ from indexer.searchindex import prune_missing
 log = logging.getLogger(__name__)
 
 EXIT_FAILED = 1  # some file failed (the others are indexed)
-EXIT_SETUP = 2  # nothing could run (e.g. the extractor cannot load)
+EXIT_SETUP = 2  # nothing could run (e.g. the extractor cannot load), or the index is busy
+EXIT_INTERRUPTED = 130  # Ctrl-C: stopped after the current file (128 + SIGINT, as shells report it)
 
 
 class SetupError(RuntimeError):
@@ -123,10 +130,17 @@ class SpeechStage:
         self.options = AsrOptions.from_settings(settings)
 
     def __call__(self, job: FileJob, timer: StageTimer) -> None:
-        from indexer.speech import sentences_frame, transcribe_video
+        from indexer.audio import AudioError
+        from indexer.speech import Transcript, choose_backend, sentences_frame, transcribe_video
 
         with timer.time("speech"):
-            transcript = transcribe_video(job.info.path, self.options)
+            try:
+                transcript = transcribe_video(job.info.path, self.options)
+            except AudioError as exc:  # the pictures are still worth finding: index them without speech
+                log.warning("%s: audio unreadable, indexed without speech: %s", text_path(job.info.path),
+                            _one_line(exc))
+                transcript = Transcript((), choose_backend(job.info.path, self.options)[0], None,
+                                        skipped_reason=f"audio unreadable: {_one_line(exc)}")
         job.tables["sentences"] = sentences_frame(job.info.video_id, transcript)
         job.row.update(asr=self.options.backend, asr_backend=transcript.backend,
                        asr_skipped=transcript.skipped_reason or "", language=transcript.language or "")
@@ -173,11 +187,11 @@ def index_paths(paths: list[str | Path], settings, options: IngestOptions | None
 
     def fail(path: Path, stage: str, message: str) -> None:
         summary.failed.append((path, stage, message))
-        tqdm.write(f"vbsearch index: FAILED {path}: {stage}: {message}", file=sys.stderr)
+        tqdm.write(f"vbsearch index: FAILED {text_path(path)}: {stage}: {message}", file=sys.stderr)
         try:
             catalog.put_error(path, stage, message)
-        except OSError as exc:
-            log.error("cannot record the error for %s in the catalog: %s", path, exc)
+        except Exception as exc:  # a full disk must not turn one bad file into a crashed run
+            log.error("cannot record the error for %s in the catalog: %s", text_path(path), _one_line(exc))
 
     with _StopAfterCurrentFile() as stop, tqdm(total=len(found), unit="file", desc="index", position=0,
                                                 disable=None if options.progress else True) as bar:
@@ -260,6 +274,30 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run(args: argparse.Namespace, settings) -> int:
+    try:
+        with writer_lock(settings.data_dir):
+            return _run_locked(args, settings)
+    except CatalogBusyError as exc:
+        print(f"vbsearch index: index busy: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    """What loading or training the model can raise for a bad data dir: one line each, no traceback."""
+    from safetensors import SafetensorError
+
+    from indexer.train import TrainError
+    from model.checkpoint import CheckpointError
+    from model.pretrain_data import PretrainDataError
+
+    # ValueError covers a damaged or mismatched visual vocabulary (model/vocab.py, VocabMismatchError).
+    return TrainError, CheckpointError, PretrainDataError, ValueError, SafetensorError, FileNotFoundError
+
+
+def _run_locked(args: argparse.Namespace, settings) -> int:
+    swept = Catalog(settings.data_dir).sweep_temporary()
+    if swept:
+        log.info("removed %d temporary catalog files left by an interrupted run", swept)
     options = IngestOptions(decoder=args.decoder, thumbnails=not args.no_thumbnails)
     try:
         summary = index_paths(args.paths, settings, options, force=args.force)
@@ -268,16 +306,15 @@ def run(args: argparse.Namespace, settings) -> int:
         return EXIT_SETUP
     for line in summary.lines():
         print(line)
+    if summary.interrupted:
+        print("vbsearch index: interrupted; run the same command again to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.prune:
         for path in prune_missing(settings.data_dir):
             print(f"pruned: {path}")
-    if args.catalog_only or summary.interrupted:
+    if args.catalog_only:
         return EXIT_FAILED if summary.failed else 0
     from indexer.searchindex import build_search_index, default_train_options
-    from indexer.train import TrainError
-    from model.checkpoint import CheckpointError
-    from model.pretrain_data import PretrainDataError
-    from model.vocab import VocabMismatchError
     from search.store import StoreBusyError
 
     if Catalog(settings.data_dir).read_table("videos").is_empty():
@@ -286,10 +323,11 @@ def run(args: argparse.Namespace, settings) -> int:
     try:
         embedded = build_search_index(settings, default_train_options(args.train_steps))
     except StoreBusyError as exc:
-        print(f"vbsearch index: index busy: {exc}", file=sys.stderr)
+        print(f"vbsearch index: index busy: {exc}; the catalog is up to date, run `vbsearch index` again "
+              "to update the search index", file=sys.stderr)
         return EXIT_SETUP
-    except (TrainError, CheckpointError, PretrainDataError, VocabMismatchError, FileNotFoundError) as exc:
-        print(f"vbsearch index: cannot build the search index: {exc}", file=sys.stderr)
+    except _load_errors() as exc:
+        print(f"vbsearch index: cannot build the search index: {_one_line(exc)}", file=sys.stderr)
         return EXIT_SETUP
     print(f"search index: {embedded.embedded} videos embedded ({embedded.segments} segments), "
           f"{embedded.unchanged} unchanged, {embedded.removed} removed, {embedded.seconds:.1f} s")

@@ -15,6 +15,7 @@ from model.atomic import atomic_write
 
 THUMBNAIL_DIR = "thumbnails"  # under the data dir
 THUMB_WIDTH = 160  # pixels; height follows the source's aspect ratio
+THUMB_MAX_HEIGHT = 2 * THUMB_WIDTH  # pixels: a very tall source is scaled down to this height instead
 JPEG_QUALITY = 80  # PIL quality: ~4 KB per thumbnail at 160x90
 
 
@@ -32,8 +33,12 @@ def remove(data_dir: str | Path, video_id: str) -> None:
 
 
 def thumb_size(width: int, height: int) -> tuple[int, int]:
-    """(w, h) of a thumbnail for a source of width x height pixels."""
-    return THUMB_WIDTH, max(2, round(THUMB_WIDTH * height / max(width, 1)))
+    """(w, h) of a thumbnail for a source of width x height pixels: THUMB_WIDTH wide, unless that makes
+    it taller than THUMB_MAX_HEIGHT (a 16 x 1024 source would give 160 x 10240)."""
+    width, height = max(width, 1), max(height, 1)
+    if THUMB_WIDTH * height <= THUMB_MAX_HEIGHT * width:
+        return THUMB_WIDTH, max(2, round(THUMB_WIDTH * height / width))
+    return max(2, round(THUMB_MAX_HEIGHT * width / height)), THUMB_MAX_HEIGHT
 
 
 def write(data_dir: str | Path, video_id: str, clip_index: int, frame: np.ndarray, size: tuple[int, int]) -> str:

@@ -7,6 +7,11 @@ Payload: video_id, path, start, end, duration, text, kind, thumbnail, tokens, mo
 (indexed on the fields filters use). Point ids are UUIDv5 of (video_id, start), so re-indexing a
 video overwrites its points instead of duplicating them.
 
+Torn writes: each point of an upsert also carries `video_points`, how many points its video has,
+and `indexed_videos` reports a video with fewer points than that (a run killed between deleting a
+video's points and writing all the new ones; the embedded store commits point by point) with
+None fields, so it reads as stale and is embedded again.
+
 The embedded store locks its folder to one process; a second opener gets StoreBusyError.
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 import logging
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +31,7 @@ log = logging.getLogger(__name__)
 COLLECTION = "segments"
 CHANNELS = ("video", "text")
 UPSERT_BATCH = 256  # points per upsert request
+COMPLETE_FIELD = "video_points"  # payload: how many points the point's video has (see the module doc)
 _ID_NAMESPACE = uuid.UUID("5b0c1e0e-7a53-4a5e-9f55-3c0d7b1e2f10")  # fixed: ids must survive restarts
 # payload field -> Qdrant index type
 PAYLOAD_INDEXES = {
@@ -136,12 +143,15 @@ class SegmentStore:
 
     # -- writing ----------------------------------------------------------------------------------------
     def upsert(self, points: Iterable[StorePoint]) -> int:
+        """Write points; every point of a video must be in the same call (its count marks it complete)."""
         from qdrant_client import models
 
+        points = list(points)
+        per_video = Counter(p.video_id for p in points)
         n = 0
         batch: list = []
         for p in points:
-            payload = {"video_id": p.video_id, "start": p.start, **p.payload}
+            payload = {"video_id": p.video_id, "start": p.start, **p.payload, COMPLETE_FIELD: per_video[p.video_id]}
             batch.append(models.PointStruct(id=p.id, vector=p.vectors, payload=payload))
             if len(batch) >= UPSERT_BATCH:
                 self.client.upsert(self.collection, points=batch, wait=True)
@@ -178,9 +188,21 @@ class SegmentStore:
                 return
 
     def indexed_videos(self, fields: tuple[str, ...] = ("model_id",)) -> dict[str, dict[str, Any]]:
-        """video_id -> the asked payload fields of (one of) its points."""
-        return {p.payload["video_id"]: {f: p.payload.get(f) for f in fields}
-                for p in self.scroll(["video_id", *fields])}
+        """video_id -> the asked payload fields of (one of) its points; all None for a torn video."""
+        found: dict[str, dict[str, Any]] = {}
+        counted: Counter[str] = Counter()
+        expected: dict[str, int | None] = {}
+        for p in self.scroll(["video_id", COMPLETE_FIELD, *fields]):
+            video_id = p.payload["video_id"]
+            found.setdefault(video_id, {f: p.payload.get(f) for f in fields})
+            counted[video_id] += 1
+            expected.setdefault(video_id, p.payload.get(COMPLETE_FIELD))
+        for video_id, want in expected.items():
+            if want is not None and counted[video_id] != want:
+                log.info("video %s has %d of its %d points in the store (an interrupted write): stale",
+                         video_id, counted[video_id], want)
+                found[video_id] = dict.fromkeys(fields)
+        return found
 
     def search(self, channel: str, vector: list[float], limit: int, filters: Filters | None = None) -> list:
         if channel not in CHANNELS:
