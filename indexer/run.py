@@ -315,7 +315,7 @@ def _run_locked(args: argparse.Namespace, settings) -> int:
     if args.catalog_only:
         return EXIT_FAILED if summary.failed else 0
     from indexer.searchindex import build_search_index, default_train_options
-    from search.store import StoreBusyError
+    from search.store import StoreBusyError, StoreError
 
     if Catalog(settings.data_dir).read_table("videos").is_empty():
         print("vbsearch index: nothing in the catalog to index", file=sys.stderr)
@@ -326,7 +326,7 @@ def _run_locked(args: argparse.Namespace, settings) -> int:
         print(f"vbsearch index: index busy: {exc}; the catalog is up to date, run `vbsearch index` again "
               "to update the search index", file=sys.stderr)
         return EXIT_SETUP
-    except _load_errors() as exc:
+    except (*_load_errors(), StoreError) as exc:
         print(f"vbsearch index: cannot build the search index: {_one_line(exc)}", file=sys.stderr)
         return EXIT_SETUP
     print(f"search index: {embedded.embedded} videos embedded ({embedded.segments} segments), "

@@ -1,7 +1,12 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never half of either."""
+"""Atomic file writes: a reader sees the old file or the complete new one, never half of either.
+
+Also the one file checksum (`file_sha256`) that checkpoints and vocabularies record in their JSON,
+so a torn or tampered weights file is refused instead of loaded.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -28,3 +33,12 @@ def atomic_write(path: str | Path, write: Callable[[str], None], suffix: str = "
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

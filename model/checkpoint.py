@@ -12,7 +12,6 @@ hashes, so a torn or tampered weights file is refused with a clear error instead
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from model.atomic import atomic_write
+from model.atomic import file_sha256 as sha256
 from model.tokenization import VideoBertTokenizer
 from model.videobert import VideoBert, VideoBertConfig
 
@@ -34,14 +34,6 @@ TRAINER_STATE_FILE = "trainer_state.json"
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, damaged, tampered with or does not fit the model."""
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -115,10 +107,32 @@ def load_state_into(model: VideoBert, folder: str | Path) -> None:
         diff = {k: (v, data["model"].get(k)) for k, v in model.cfg.to_dict().items() if data["model"].get(k) != v}
         raise CheckpointError(f"{folder}: checkpoint config does not match the model: {diff}")
     state = _load_tensors(folder / MODEL_FILE, data.get("sha256", {}).get(MODEL_FILE))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{folder}: weights do not fit the config: {exc}") from exc
+    _check_fits(model, state, folder)
+    model.load_state_dict(state, strict=True)
+
+
+def _check_fits(model: VideoBert, state: dict[str, torch.Tensor], folder: Path) -> None:
+    """Raise CheckpointError, in one line, when `state` is not `model`'s set of tensors and shapes."""
+    problem = shape_mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                             {k: tuple(v.shape) for k, v in state.items()})
+    if problem:
+        raise CheckpointError(f"{folder}: weights do not fit the config: {problem}")
+
+
+def shape_mismatch(expected: dict[str, tuple], found: dict[str, tuple]) -> str | None:
+    """One line on how a weights file's tensors differ from a model's, or None when they fit."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    resized = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if resized:
+        k = resized[0]
+        parts.append(f"{len(resized)} of another shape (e.g. {k}: file {list(found[k])}, config {list(expected[k])})")
+    return "; ".join(parts) or None
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[VideoBert, VideoBertTokenizer]:
@@ -135,13 +149,21 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
     tok_dir = folder / TOKENIZER_DIR
     if not tok_dir.is_dir():
         raise CheckpointError(f"{folder}: tokenizer folder missing")
-    text = BertTokenizerFast.from_pretrained(str(tok_dir), local_files_only=True)
-    tokenizer = VideoBertTokenizer(text, **tok_settings)
+    try:
+        text = BertTokenizerFast.from_pretrained(str(tok_dir), local_files_only=True)
+        tokenizer = VideoBertTokenizer(text, **tok_settings)
+    except Exception as exc:  # transformers raises OSError, ValueError and its own types for a bad folder
+        raise CheckpointError(f"{folder}: tokenizer unreadable ({' '.join(str(exc).split())[:300]})") from exc
     if tokenizer.text_vocab_size != cfg.text_vocab_size or tokenizer.n_visual_words != cfg.n_visual_words:
         raise CheckpointError(f"{folder}: tokenizer ({tokenizer.text_vocab_size} words) does not match "
                               f"the model ({cfg.text_vocab_size})")
+    state = _load_tensors(folder / MODEL_FILE, data.get("sha256", {}).get(MODEL_FILE))
+    # Check the shapes on a model without storage first: a config.json edited to absurd sizes must
+    # fail here, not allocate them.
+    with torch.device("meta"):
+        _check_fits(VideoBert(cfg), state, folder)
     model = VideoBert(cfg)
-    load_state_into(model, folder)
+    model.load_state_dict(state, strict=True)
     return model.to(device).eval(), tokenizer
 
 

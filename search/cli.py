@@ -29,7 +29,7 @@ def run(args: argparse.Namespace, settings) -> int:
 
     from search.engine import EngineError, NoIndexError, SearchEngine
     from search.hits import clock
-    from search.store import Filters, StoreBusyError
+    from search.store import Filters, StoreBusyError, StoreError
 
     if args.top_k < 1:
         print("vbsearch search: --top-k must be at least 1", file=sys.stderr)
@@ -44,13 +44,18 @@ def run(args: argparse.Namespace, settings) -> int:
     filters = Filters(video=video, min_duration=args.min_duration, max_duration=args.max_duration,
                       indexed_after=after)
     query = args.query[:MAX_QUERY_CHARS]  # the engine cleans control characters and spacing
+    from model.checkpoint import CheckpointError
+
     try:
         engine = SearchEngine.open(settings)
-    except NoIndexError as exc:
+    except (NoIndexError, CheckpointError) as exc:  # no model yet, or a damaged or tampered one
         print(f"vbsearch search: {exc}", file=sys.stderr)
         return 1
     except StoreBusyError as exc:
         print(f"vbsearch search: index busy: {exc}", file=sys.stderr)
+        return 1
+    except StoreError as exc:  # e.g. a Qdrant server that is down or refuses the API key
+        print(f"vbsearch search: {exc}", file=sys.stderr)
         return 1
     try:
         if args.like:

@@ -77,12 +77,30 @@ def point_id(video_id: str, start: float) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, f"{video_id}:{start:.3f}"))
 
 
+def remote_client(url: str, api_key: str | None = None, timeout: int = 30):
+    """A client of the Qdrant server at `url` (http:// or https://), sending `api_key` with every request.
+    Makes no request: qdrant-client's version check would run in a thread whose failure prints a
+    traceback, and `connect` checks the server itself."""
+    from qdrant_client import QdrantClient
+
+    return QdrantClient(url=url, api_key=api_key, timeout=timeout, check_compatibility=False)
+
+
 def connect(data_dir: Path, url: str | None = None, api_key: str | None = None, timeout: int = 30):
     """A QdrantClient: the server at `url` if given, else the embedded store in data_dir/qdrant."""
     from qdrant_client import QdrantClient
 
     if url:
-        return QdrantClient(url=url, api_key=api_key, timeout=timeout)
+        from qdrant_client.http.exceptions import ApiException
+
+        client = remote_client(url, api_key, timeout)
+        try:  # one round trip now: an unreachable server or a refused key is one clear error, not a traceback later
+            client.get_collections()
+        except ApiException as exc:
+            client.close()
+            reason = " ".join(str(exc).split("Raw response content")[0].split()) or type(exc).__name__
+            raise StoreError(f"cannot use the Qdrant server at {url}: {reason}") from exc
+        return client
     folder = Path(data_dir) / "qdrant"
     folder.mkdir(parents=True, exist_ok=True)
     try:
