@@ -264,6 +264,7 @@ def index_paths(paths: list[str | Path], settings, options: IngestOptions | None
             summary.clips += int(row.get("n_clips", 0))
             by_id[info.video_id] = row
             bar.update(1)
+        summary.interrupted = summary.interrupted or stop.requested  # Ctrl-C during the last file: stop too
     summary.wall_s = time.perf_counter() - t_start
     return summary
 
