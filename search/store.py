@@ -42,6 +42,7 @@ PAYLOAD_INDEXES = {
     "duration": "float",
     "start": "float",
     "indexed_at": "float",
+    "label": "keyword",  # written by `vbsearch tag` (indexer/tag.py)
 }
 
 
@@ -71,6 +72,7 @@ class Filters:
     min_duration: float | None = None  # s, segment length
     max_duration: float | None = None  # s
     indexed_after: float | None = None  # unix time
+    label: str | None = None  # the classifier's label (`vbsearch tag`)
 
 
 def point_id(video_id: str, start: float) -> str:
@@ -153,11 +155,17 @@ class SegmentStore:
             self.client.delete_collection(self.collection)
         params = models.VectorParams(size=dim, distance=models.Distance.COSINE)
         self.client.create_collection(self.collection, vectors_config={c: params for c in CHANNELS})
+        for name in PAYLOAD_INDEXES:
+            self.ensure_payload_index(name)
+
+    def ensure_payload_index(self, name: str) -> None:
+        """Index a field of PAYLOAD_INDEXES (also on a collection made before the field was added)."""
+        from qdrant_client import models
+
+        schema = models.PayloadSchemaType.KEYWORD if PAYLOAD_INDEXES[name] == "keyword" else models.PayloadSchemaType.FLOAT
         with warnings.catch_warnings():  # the embedded store ignores payload indexes, and says so
             warnings.simplefilter("ignore")
-            for name, kind in PAYLOAD_INDEXES.items():
-                schema = models.PayloadSchemaType.KEYWORD if kind == "keyword" else models.PayloadSchemaType.FLOAT
-                self.client.create_payload_index(self.collection, name, field_schema=schema)
+            self.client.create_payload_index(self.collection, name, field_schema=schema)
 
     # -- writing ----------------------------------------------------------------------------------------
     def upsert(self, points: Iterable[StorePoint]) -> int:
@@ -178,6 +186,23 @@ class SegmentStore:
             self.client.upsert(self.collection, points=batch, wait=True)
             n += len(batch)
         return n
+
+    def set_payloads(self, updates: dict[str, dict[str, Any]]) -> None:
+        """Merge fields into existing points' payloads: point id -> fields (other fields are kept)."""
+        from qdrant_client import models
+
+        ops = [models.SetPayloadOperation(set_payload=models.SetPayload(payload=fields, points=[pid]))
+               for pid, fields in updates.items()]
+        for lo in range(0, len(ops), UPSERT_BATCH):
+            self.client.batch_update_points(self.collection, ops[lo: lo + UPSERT_BATCH], wait=True)
+
+    def set_vectors(self, updates: dict[str, dict[str, list[float]]]) -> None:
+        """Set channels of existing points: point id -> channel -> vector (other channels are kept)."""
+        from qdrant_client import models
+
+        points = [models.PointVectors(id=pid, vector=vectors) for pid, vectors in updates.items()]
+        for lo in range(0, len(points), UPSERT_BATCH):
+            self.client.update_vectors(self.collection, points=points[lo: lo + UPSERT_BATCH], wait=True)
 
     def delete_video(self, video_id: str) -> None:
         from qdrant_client import models
@@ -256,4 +281,6 @@ def build_filter(filters: Filters | None):
                                                                              lte=filters.max_duration)))
     if filters.indexed_after is not None:
         must.append(models.FieldCondition(key="indexed_at", range=models.Range(gt=filters.indexed_after)))
+    if filters.label:
+        must.append(models.FieldCondition(key="label", match=models.MatchValue(value=filters.label)))
     return models.Filter(must=must) if must else None
