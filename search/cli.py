@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-duration", type=float, help="only moments at least this long (s)")
     parser.add_argument("--max-duration", type=float, help="only moments at most this long (s)")
     parser.add_argument("--indexed-after", help="only videos indexed after this date (YYYY-MM-DD[THH:MM])")
+    parser.add_argument("--label", help="only moments `vbsearch tag` labelled so (the fine-tuned classifier's label)")
     parser.add_argument("--no-rerank", action="store_true", help="skip the alignment-head rerank")
     parser.add_argument("--like", metavar="SEGMENT_ID", help="more like this segment (the query is ignored)")
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace, settings) -> int:
     video = str(Path(args.video).resolve()) if args.video and ("/" in args.video or Path(args.video).exists()) \
         else args.video
     filters = Filters(video=video, min_duration=args.min_duration, max_duration=args.max_duration,
-                      indexed_after=after)
+                      indexed_after=after, label=args.label)
     query = args.query[:MAX_QUERY_CHARS]  # the engine cleans control characters and spacing
     from model.checkpoint import CheckpointError
 
