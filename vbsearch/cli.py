@@ -39,6 +39,14 @@ COMMANDS: tuple[Command, ...] = (
     Command("classify", "zero-shot masked-word prediction for a video window (the paper's Task 2)", "indexer.classify", reads_media=True),
     Command("eval", "retrieval quality on a sample archive with known truth", "search.evaluate"),
     Command("serve", "serve the search engine over HTTP (OpenAPI-documented)", "search.service"),
+    Command("finetune-classify", "train a linear head on VideoBERT's [CLS] from a labels CSV (video, start, end, label)",
+            "indexer.finetune"),
+    Command("tag", "label every indexed segment with the fine-tuned classifier (search --label filters on it)",
+            "indexer.tag"),
+    Command("finetune-caption", "train the caption decoder on the catalog's (clips, sentence) pairs (the paper's Task 3)",
+            "indexer.finetune_caption"),
+    Command("caption", "caption a video window, or store captions for segments without speech (--store-missing)",
+            "indexer.caption"),
 )
 
 # Flags shared by every subcommand; None means "not given" so lower layers (env, vbsearch.toml) win.

@@ -9,6 +9,7 @@ Writes:
     OUT/videos/archive_NNN.mp4   H.264 + AAC, 20 fps (with --sidecar also .srt subtitles)
     OUT/truth.json               every scene: video, start, end, attributes, narration and its kind
     OUT/queries.json             natural-language queries with the scenes relevant to each
+    OUT/labels.csv               each scene's window and direction (video, start, end, label) for finetune-classify
 
 Usage: python -m vbsearch.samplegen OUT [--minutes 3] [--seed 0] [--sidecar]
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.labels import write_labels
 from vbsearch.synth import SAMPLE_RATE, place, speak, write_video
 
 log = logging.getLogger(__name__)
@@ -209,6 +211,7 @@ def generate(out: Path, minutes: float = 3.0, seed: int = 0, sidecar: bool = Fal
     queries = make_queries(scenes, rng)
     (out / "truth.json").write_text(json.dumps([asdict(s) for s in scenes], indent=1))
     (out / "queries.json").write_text(json.dumps([asdict(q) for q in queries], indent=1))
+    write_labels(out)  # labels.csv: each scene's direction, for `vbsearch finetune-classify`
     return scenes, queries
 
 

@@ -1,0 +1,101 @@
+"""`vbsearch tag`: label every indexed segment with the fine-tuned classifier, in the store's payload.
+
+Each point gets `label`, `label_prob` (the softmax probability of that label) and `label_model`
+(the classifier's id); the visual tokens (and, for a classifier trained with the transcript, the
+text) come from the point's own payload, so no media or catalog is read. Points already tagged by
+this classifier are skipped: `vbsearch index` writes fresh points without a label whenever it
+(re-)embeds a video, and re-running `vbsearch tag` labels just those. `--all` re-tags everything.
+`vbsearch search QUERY --label up` then keeps only segments labelled "up".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+BATCH = 256  # points per classification batch and payload update
+
+TAG_FIELDS = ("label", "label_prob", "label_model")  # what a tag writes into a point's payload
+
+
+@dataclass(frozen=True)
+class TagSummary:
+    tagged: int  # points (re-)labelled now
+    skipped: int  # points already labelled by this classifier
+    counts: dict[str, int] = field(default_factory=dict)  # label -> points labelled so now
+    seconds: float = 0.0
+
+
+def classifier_folder(settings) -> Path:
+    from indexer.finetune import CLASSIFIER_DIR
+
+    return settings.model_path / CLASSIFIER_DIR
+
+
+def load_classifier(settings):
+    """The data dir's classifier over its model (model.classifier.ClassifierInference)."""
+    from model.classifier import ClassifierInference
+    from search.engine import model_id_of
+
+    folder = classifier_folder(settings)
+    if not (folder / "classifier.json").is_file():
+        raise FileNotFoundError(f"no classifier in {folder}: train one with `vbsearch finetune-classify LABELS.csv`")
+    return ClassifierInference.load(folder, settings.model_path, model_id_of(settings.model_path),
+                                    settings.torch_device)
+
+
+def point_tokens(payload: dict) -> np.ndarray:
+    """(n_clips, tokens_per_clip) visual tokens stored with a point."""
+    per_clip = int(payload.get("tokens_per_clip", 1))
+    return np.asarray(payload["tokens"], dtype=np.int64).reshape(-1, per_clip)
+
+
+def tag_store(store, classifier, retag: bool = False) -> TagSummary:
+    """Label the store's points that this classifier has not labelled yet (all of them with `retag`)."""
+    t0 = time.perf_counter()
+    if not store.exists():
+        return TagSummary(0, 0, {}, time.perf_counter() - t0)
+    store.ensure_payload_index("label")
+    todo, skipped = [], 0
+    for p in store.scroll(["tokens", "tokens_per_clip", "text", "label_model"]):
+        if not retag and p.payload.get("label_model") == classifier.id:
+            skipped += 1
+        elif p.payload.get("tokens"):
+            todo.append(p)
+    counts: Counter[str] = Counter()
+    for lo in range(0, len(todo), BATCH):
+        batch = todo[lo: lo + BATCH]
+        preds = classifier.predict([point_tokens(p.payload) for p in batch],
+                                   [p.payload.get("text") or "" for p in batch])
+        store.set_payloads({str(p.id): {"label": r.label, "label_prob": round(r.prob, 4), "label_model": classifier.id}
+                            for p, r in zip(batch, preds, strict=True)})
+        counts.update(r.label for r in preds)
+    return TagSummary(len(todo), skipped, dict(sorted(counts.items())), time.perf_counter() - t0)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--all", action="store_true", help="re-tag every segment, not only those this "
+                        "classifier has not labelled yet")
+
+
+def run(args: argparse.Namespace, settings) -> int:
+    from model.checkpoint import CheckpointError
+    from search.store import SegmentStore, StoreError
+
+    try:
+        classifier = load_classifier(settings)
+        with SegmentStore.open(settings.data_dir, settings.qdrant_url, settings.qdrant_api_key) as store:
+            summary = tag_store(store, classifier, retag=args.all)
+    except (FileNotFoundError, CheckpointError, StoreError, ValueError) as exc:
+        print(f"vbsearch tag: {exc}", file=sys.stderr)
+        return 1
+    labels = ", ".join(f"{k} {v}" for k, v in summary.counts.items()) or "none"
+    print(f"tagged {summary.tagged} segments ({labels}); {summary.skipped} already tagged by classifier "
+          f"{classifier.id}; {summary.seconds:.1f} s")
+    return 0

@@ -1,0 +1,150 @@
+"""A linear head on VideoBERT's [CLS]: window classification (the paper's fine-tuning recipe).
+
+    [CLS] [>] v1a v1b .. [SEP]              (video only)
+    [CLS] transcript [>] v1a v1b .. [SEP]   (with the window's transcript)
+        -> VideoBERT encoder -> hidden state at [CLS] (H) -> dropout -> linear -> (n_labels) logits
+
+Artefacts, a folder beside the VideoBERT checkpoint (`vbsearch finetune-classify` writes
+DATA_DIR/model/classifier):
+    classifier.safetensors  head.weight, head.bias; encoder.* too when the encoder was fine-tuned
+    classifier.json         labels, options, the base model's id, metrics, sha256 of the weights (last)
+The base checkpoint supplies the config and the tokenizer; a classifier is refused on another
+base model (its visual words may mean something else there).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from model.checkpoint import CheckpointError, _load_tensors, _read_json, _save_tensors, _write_json
+from model.tokenization import VideoBertTokenizer
+from model.videobert import VideoBert
+
+FORMAT = "vbsearch-classifier"
+WEIGHTS_FILE = "classifier.safetensors"
+CONFIG_FILE = "classifier.json"
+DEFAULT_BATCH = 64  # windows per forward pass at inference
+
+
+class VideoClassifier(nn.Module):
+    def __init__(self, encoder: VideoBert, n_labels: int, dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.cfg.hidden_size, n_labels)
+        nn.init.normal_(self.head.weight, std=encoder.cfg.initializer_range)
+        nn.init.zeros_(self.head.bias)
+
+    def features(self, **inputs: torch.Tensor) -> torch.Tensor:
+        # model inputs (B, T) -> (B, H) hidden state at [CLS]
+        return self.encoder(**inputs).hidden[:, 0]
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        # (B, H) -> (B, n_labels)
+        return self.head(self.dropout(features))
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(**inputs))
+
+
+# -- artefacts --------------------------------------------------------------------------------------
+
+def save_classifier(folder: str | Path, clf: VideoClassifier, labels: Sequence[str], base_model_id: str,
+                    encoder_trained: bool, meta: dict[str, Any] | None = None) -> str:
+    """Write the weights, then classifier.json; returns the classifier's id (its weights' sha256 prefix)."""
+    if len(labels) != clf.head.out_features:
+        raise CheckpointError(f"{len(labels)} labels for a head of {clf.head.out_features}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {f"head.{k}": v for k, v in clf.head.state_dict().items()}
+    if encoder_trained:
+        tensors.update({f"encoder.{k}": v for k, v in clf.encoder.state_dict().items()})
+    digest = _save_tensors(folder / WEIGHTS_FILE, tensors)
+    _write_json(folder / CONFIG_FILE, {"format": FORMAT, "labels": list(labels), "base_model_id": base_model_id,
+                                       "encoder_trained": encoder_trained, "sha256": {WEIGHTS_FILE: digest},
+                                       "meta": meta or {}})
+    return digest[:16]
+
+
+def read_classifier_config(folder: str | Path) -> dict[str, Any]:
+    data = _read_json(Path(folder) / CONFIG_FILE)
+    if data.get("format") != FORMAT:
+        raise CheckpointError(f"{folder}: not a vbsearch classifier (format {data.get('format')!r})")
+    return data
+
+
+def load_classifier(folder: str | Path, base: VideoBert, base_model_id: str) -> tuple[VideoClassifier, dict]:
+    """The classifier in `folder` over `base` (copied when the classifier carries its own encoder)."""
+    folder = Path(folder)
+    data = read_classifier_config(folder)
+    if data["base_model_id"] != base_model_id:
+        raise CheckpointError(f"{folder} was trained on model {data['base_model_id']}, but the model is now "
+                              f"{base_model_id}: run `vbsearch finetune-classify` again")
+    state = _load_tensors(folder / WEIGHTS_FILE, data.get("sha256", {}).get(WEIGHTS_FILE))
+    encoder = copy.deepcopy(base) if data["encoder_trained"] else base
+    clf = VideoClassifier(encoder, len(data["labels"]))
+    try:
+        clf.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")}, strict=True)
+        if data["encoder_trained"]:
+            clf.encoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")}, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{folder}: weights do not fit the model: {exc}") from exc
+    return clf.eval(), data
+
+
+# -- inference --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    prob: float  # softmax probability of that label
+    probs: dict[str, float]  # every label's probability
+
+
+class ClassifierInference:
+    def __init__(self, clf: VideoClassifier, tokenizer: VideoBertTokenizer, labels: Sequence[str],
+                 with_transcript: bool, classifier_id: str, device: str | torch.device = "cpu",
+                 batch_size: int = DEFAULT_BATCH):
+        self.clf = clf.to(device).eval()
+        self.tok = tokenizer
+        self.labels = list(labels)
+        self.with_transcript = with_transcript  # the classifier was trained reading the transcript too
+        self.id = classifier_id
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, folder: str | Path, model_dir: str | Path, base_model_id: str,
+             device: str | torch.device = "cpu") -> ClassifierInference:
+        from model.checkpoint import load_model
+
+        base, tok = load_model(model_dir, device)
+        clf, data = load_classifier(folder, base, base_model_id)
+        return cls(clf, tok, data["labels"], bool(data["meta"].get("with_transcript")),
+                   data["sha256"][WEIGHTS_FILE][:16], device)
+
+    @torch.inference_mode()
+    def probabilities(self, videos: Sequence[np.ndarray], texts: Sequence[str] | None = None) -> np.ndarray:
+        """(N, n_labels) label probabilities of each window's visual tokens (and transcript, if trained so)."""
+        if not self.with_transcript or texts is None:
+            texts = [None] * len(videos)  # type: ignore[list-item]
+        out = []
+        for lo in range(0, len(videos), self.batch_size):
+            enc = self.tok.encode_batch([t or None for t in texts[lo: lo + self.batch_size]],
+                                        list(videos[lo: lo + self.batch_size]))
+            b = self.tok.collate(enc).to(self.device)
+            out.append(torch.softmax(self.clf(**b.model_inputs()).float(), -1).cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, len(self.labels)), np.float32)
+
+    def predict(self, videos: Sequence[np.ndarray], texts: Sequence[str] | None = None) -> list[Prediction]:
+        probs = self.probabilities(videos, texts)
+        return [Prediction(self.labels[int(p.argmax())], float(p.max()),
+                           {name: float(q) for name, q in zip(self.labels, p, strict=True)}) for p in probs]
