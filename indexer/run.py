@@ -328,6 +328,7 @@ def _run_locked(args: argparse.Namespace, settings) -> int:
               "to update the search index", file=sys.stderr)
         return EXIT_SETUP
     except (*_load_errors(), StoreError) as exc:
+        log.debug("search index step failed", exc_info=True)  # the traceback, with -v
         print(f"vbsearch index: cannot build the search index: {_one_line(exc)}", file=sys.stderr)
         return EXIT_SETUP
     print(f"search index: {embedded.embedded} videos embedded ({embedded.segments} segments), "
