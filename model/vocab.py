@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from model.atomic import atomic_write
+from model.atomic import atomic_write, file_sha256
 from model.hkmeans import CHUNK_BYTES, HKMeansTree, fit_tree
 
 log = logging.getLogger(__name__)
@@ -304,6 +304,7 @@ class VisualVocab:
             "word_counts": self.word_counts.tolist(),
         }
         atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p)))
+        meta["sha256"] = {WEIGHTS_FILE: file_sha256(folder / WEIGHTS_FILE)}  # the JSON, written last, vouches for it
         atomic_write(folder / META_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=1) + "\n"))
         return folder
 
@@ -340,7 +341,13 @@ class VisualVocab:
                 f"the visual vocabulary in {folder} was fitted on {dim}-dim {extractor!r} features, "
                 f"but the current features are {expect_dim}-dim; refit the vocabulary on the current features"
             )
-        arrays = load_file(str(weights_path))
+        expected = meta.get("sha256", {}).get(WEIGHTS_FILE)  # absent in vocabularies saved before it was recorded
+        if expected is not None and file_sha256(weights_path) != expected:
+            raise ValueError(f"{weights_path}: checksum mismatch (damaged or modified after it was saved)")
+        try:
+            arrays = load_file(str(weights_path))
+        except Exception as e:  # safetensors raises its own error type; never anything but tensors
+            raise ValueError(f"{weights_path}: unreadable safetensors file ({e})") from e
         try:
             groups = tuple(FeatureGroup(g["name"], int(g["start"]), int(g["stop"])) for g in meta["groups"])
             trees = tuple(

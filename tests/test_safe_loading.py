@@ -166,17 +166,7 @@ def _damage(folder: Path, how: str, marker: Path) -> None:
         (folder / META_FILE).write_text(json.dumps(meta))
 
 
-VOCAB_GAP = ("model/vocab.py records no checksum of vocab.safetensors and lets safetensors errors out unwrapped; "
-             "the fix (sha256 in vocab.json via model.atomic.file_sha256, errors as ValueError naming the file) "
-             "is the lead's: vocab.py is being changed there")
-
-
-@pytest.mark.parametrize("how", [
-    "json", "mismatched",
-    pytest.param("truncated", marks=pytest.mark.xfail(reason=VOCAB_GAP, strict=True)),
-    pytest.param("pickle", marks=pytest.mark.xfail(reason=VOCAB_GAP, strict=True)),
-    pytest.param("flipped", marks=pytest.mark.xfail(reason=VOCAB_GAP, strict=True)),
-])
+@pytest.mark.parametrize("how", ["json", "mismatched", "truncated", "pickle", "flipped"])
 def test_damaged_vocabulary_is_a_value_error_naming_it(tmp_path, how):
     folder = _vocab(tmp_path / "vocab")
     marker = tmp_path / "pwned"
