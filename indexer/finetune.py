@@ -44,9 +44,10 @@ class ClassifyTrainOptions:
     dropout: float = 0.1  # before the head
     held_out: float = 0.25  # fraction of each label's windows kept out of training
     seed: int = 0  # decides the split, the head's initialisation, batches and augmentation
-    finetune_encoder: bool = True  # False: train the head alone on frozen [CLS] vectors
+    finetune_encoder: bool = False  # True: fine-tune the encoder with the head (slower; worse on the sample archive)
     with_transcript: bool = False  # read the window's transcript too: [CLS] text [>] tokens [SEP]
     augment: bool = True  # random contiguous sub-windows (at least half the clips) when fine-tuning
+    threads: int | None = None  # torch CPU threads (None: torch's default; 1 is far faster on a busy machine)
 
 
 @dataclass(frozen=True)
@@ -134,12 +135,13 @@ def train_classifier(model, tok, videos: list[np.ndarray], texts: list[str], tar
         vids = [_crop(videos[i], rng) if augment else videos[i] for i in idx]
         return tok.collate(tok.encode_batch([text_in[i] for i in idx], vids)).to(device).model_inputs()
 
-    cached = None
-    if not options.finetune_encoder:  # the encoder is fixed: its [CLS] vectors once, then the head alone
-        clf.encoder.eval()
-        with torch.no_grad():
-            cached = torch.cat([clf.features(**inputs(list(range(lo, min(lo + 64, len(videos)))), False))
-                                for lo in range(0, len(videos), 64)])
+    clf.encoder.eval()
+    with torch.no_grad():  # the pretrained [CLS] vectors: standardisation statistics, and the frozen head's input
+        cached = torch.cat([clf.features(**inputs(list(range(lo, min(lo + 64, len(videos)))), False))
+                            for lo in range(0, len(videos), 64)])
+    clf.standardise_with(cached, per_dimension=not options.finetune_encoder)
+    if options.finetune_encoder:
+        cached = None
     n = len(videos)
     per_epoch = max(1, -(-n // options.batch_size))
     total = options.epochs * per_epoch
@@ -184,6 +186,10 @@ def finetune_classify(settings, labels_csv: Path, options: ClassifyTrainOptions 
     from search.engine import model_id_of
 
     t0 = time.perf_counter()
+    if options.threads:
+        import torch
+
+        torch.set_num_threads(options.threads)
     rows = read_labels(labels_csv)
     windows = read_windows(settings, rows, Path(labels_csv).resolve().parent)
     names = sorted({r.label for r in rows})
@@ -230,8 +236,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(video: a catalogued video's path or id; relative paths are read against the CSV's folder)")
     parser.add_argument("--with-transcript", action="store_true",
                         help="read the window's transcript too ([CLS] text [>] visual tokens [SEP])")
-    parser.add_argument("--freeze-encoder", action="store_true",
-                        help="train the head alone on frozen [CLS] vectors (default: fine-tune the encoder too)")
+    parser.add_argument("--finetune-encoder", action="store_true",
+                        help="fine-tune the encoder with the head (default: train the head alone on frozen [CLS])")
     parser.add_argument("--epochs", type=int, default=d.epochs, help=f"passes over the training windows (default {d.epochs})")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"windows per step (default {d.batch_size})")
     parser.add_argument("--lr", type=float, default=d.lr, help=f"encoder peak learning rate (default {d.lr})")
@@ -239,6 +245,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--held-out", type=float, default=d.held_out,
                         help=f"fraction of each label's windows held out for evaluation (default {d.held_out})")
     parser.add_argument("--seed", type=int, default=d.seed, help="split, initialisation and batch order seed")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, help="classifier folder (default: MODEL_DIR/classifier)")
 
 
@@ -249,8 +256,8 @@ def run(args: argparse.Namespace, settings) -> int:
         print("vbsearch finetune-classify: need 0 <= --held-out < 1, --epochs >= 1, --batch-size >= 1", file=sys.stderr)
         return 2
     options = ClassifyTrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr,
-                                   held_out=args.held_out, seed=args.seed, finetune_encoder=not args.freeze_encoder,
-                                   with_transcript=args.with_transcript)
+                                   held_out=args.held_out, seed=args.seed, finetune_encoder=args.finetune_encoder,
+                                   with_transcript=args.with_transcript, threads=args.threads)
     try:
         res = finetune_classify(settings, args.labels, options, args.out)
     except (FinetuneError, LabelsError, CheckpointError, FileNotFoundError, ValueError) as exc:

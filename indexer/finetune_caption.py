@@ -25,6 +25,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 CAPTIONER_DIR = "captioner"  # in the model folder
+MEMORY_CACHE = 4096  # training windows whose encoder states are kept (~40 KB each at width 384)
 
 
 class CaptionTrainError(RuntimeError):
@@ -47,6 +48,7 @@ class CaptionTrainOptions:
     held_out: float = 0.25  # fraction of the sentence windows kept out of training
     seed: int = 0  # decides the split, initialisation, batches and augmentation
     widen_clips: int = 2  # augmentation: up to this many extra clips each side of a training window
+    threads: int | None = None  # torch CPU threads (None: torch's default; 1 is far faster on a busy machine)
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,27 @@ def train_captioner(model, tok, data: CaptionData, options: CaptionTrainOptions,
     optimizer = torch.optim.AdamW([p for p in captioner.decoder.parameters() if p.requires_grad], lr=options.lr,
                                   weight_decay=options.weight_decay)
     warmup = int(options.steps * options.warmup_fraction)
+    # The encoder is frozen and windows repeat across epochs: its states are cached per window.
+    cache: dict[tuple[int, int], torch.Tensor] = {}
+
+    def memories(windows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        keys = [(int(w[0]), int(w[-1])) for w in windows]  # widened windows are contiguous rows
+        fresh = {k: w for k, w in zip(keys, windows, strict=True) if k not in cache}
+        states = {k: cache[k] for k in keys if k in cache}
+        if fresh:
+            enc = tok.collate(tok.encode_batch([None] * len(fresh), [data.tokens[w] for w in fresh.values()]))
+            hidden, _ = captioner.memory(**enc.to(device).model_inputs())
+            for j, k in enumerate(fresh):
+                states[k] = hidden[j, : int(enc.attention_mask[j].sum())]
+                if len(cache) < MEMORY_CACHE:
+                    cache[k] = states[k]
+        width = max(len(states[k]) for k in keys)
+        memory = torch.zeros(len(keys), width, model.cfg.hidden_size, device=device)
+        pad = torch.ones(len(keys), width, dtype=torch.bool, device=device)
+        for j, k in enumerate(keys):
+            memory[j, : len(states[k])], pad[j, : len(states[k])] = states[k], False
+        return memory, pad
+
     losses = []
     n = len(data.train)
     order = rng.permutation(n)
@@ -146,19 +169,19 @@ def train_captioner(model, tok, data: CaptionData, options: CaptionTrainOptions,
             order, pos = rng.permutation(n), 0
         idx = order[pos: pos + options.batch_size].tolist()
         pos += options.batch_size
-        videos = []
+        windows = []
         for i in idx:
             p = data.train[i]
             a, b = rng.integers(0, options.widen_clips + 1, size=2)
             r0 = int(p.rows[0])
-            videos.append(data.tokens[widen(p.rows, int(data.first_row[r0]), int(data.last_row[r0]), int(a), int(b))])
-        inputs = tok.collate(tok.encode_batch([None] * len(videos), videos)).to(device).model_inputs()
+            windows.append(widen(p.rows, int(data.first_row[r0]), int(data.last_row[r0]), int(a), int(b)))
+        memory, pad = memories(windows)
         width = max(len(targets[i]) for i in idx)
         seq = torch.tensor([targets[i] + [0] * (width - len(targets[i])) for i in idx], device=device)
         for g in optimizer.param_groups:
             g["lr"] = options.lr * lr_factor(step, warmup, options.steps)
         captioner.decoder.train()
-        loss = captioner.loss(inputs, seq, cfg.pad_index, options.label_smoothing)
+        loss = captioner.loss(memory, pad, seq, options.label_smoothing)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(captioner.decoder.parameters(), 1.0)
         optimizer.step()
@@ -178,6 +201,10 @@ def finetune_caption(settings, options: CaptionTrainOptions = CaptionTrainOption
     from search.engine import model_id_of
 
     t0 = time.perf_counter()
+    if options.threads:
+        import torch
+
+        torch.set_num_threads(options.threads)
     if options.max_len < 3 or options.steps < 1 or options.batch_size < 1:
         raise CaptionTrainError("need max_len >= 3, steps >= 1 and batch_size >= 1")
     data = caption_data(Path(settings.data_dir), VisualVocab.load(settings.vocab_path), options.held_out, options.seed)
@@ -210,6 +237,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--held-out", type=float, default=d.held_out,
                         help=f"fraction of sentence windows held out for evaluation (default {d.held_out})")
     parser.add_argument("--seed", type=int, default=d.seed, help="split, initialisation and batch order seed")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, help="captioner folder (default: MODEL_DIR/captioner)")
 
 
@@ -220,7 +248,7 @@ def run(args: argparse.Namespace, settings) -> int:
         print("vbsearch finetune-caption: need 0 <= --held-out < 1", file=sys.stderr)
         return 2
     options = CaptionTrainOptions(steps=args.steps, batch_size=args.batch_size, lr=args.lr, layers=args.layers,
-                                  held_out=args.held_out, seed=args.seed)
+                                  held_out=args.held_out, seed=args.seed, threads=args.threads)
     try:
         res = finetune_caption(settings, options, args.out)
     except (CaptionTrainError, CheckpointError, FileNotFoundError, ValueError) as exc:

@@ -98,10 +98,11 @@ class VideoCaptioner(nn.Module):
         self.encoder.eval()
         return self.encoder(**inputs).hidden, inputs["attention_mask"] == 0
 
-    def loss(self, inputs: dict[str, torch.Tensor], seq: torch.Tensor, pad_index: int,
-             label_smoothing: float = 0.1) -> torch.Tensor:
-        # seq: (B, L) [CLS] caption [SEP] as vocabulary indices, right-padded with pad_index
-        memory, pad = self.memory(**inputs)
+    def loss(self, memory: torch.Tensor, pad: torch.Tensor, seq: torch.Tensor, label_smoothing: float = 0.1
+             ) -> torch.Tensor:
+        # memory (B, S, H) and pad (B, S) from `memory`; seq: (B, L) [CLS] caption [SEP] as vocabulary
+        # indices, right-padded with the pad index
+        pad_index = self.decoder.cfg.pad_index
         logits = self.decoder(seq[:, :-1], memory, pad)  # (B, L-1, V)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), seq[:, 1:].reshape(-1),
                                ignore_index=pad_index, label_smoothing=label_smoothing)

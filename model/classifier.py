@@ -2,11 +2,12 @@
 
     [CLS] [>] v1a v1b .. [SEP]              (video only)
     [CLS] transcript [>] v1a v1b .. [SEP]   (with the window's transcript)
-        -> VideoBERT encoder -> hidden state at [CLS] (H) -> dropout -> linear -> (n_labels) logits
+        -> VideoBERT encoder -> hidden state at [CLS] (H) -> standardised -> dropout -> linear -> logits
 
 Artefacts, a folder beside the VideoBERT checkpoint (`vbsearch finetune-classify` writes
 DATA_DIR/model/classifier):
-    classifier.safetensors  head.weight, head.bias; encoder.* too when the encoder was fine-tuned
+    classifier.safetensors  head.weight, head.bias, feature_mean, feature_scale; encoder.* too when
+                            the encoder was fine-tuned
     classifier.json         labels, options, the base model's id, metrics, sha256 of the weights (last)
 The base checkpoint supplies the config and the tokenizer; a classifier is refused on another
 base model (its visual words may mean something else there).
@@ -40,6 +41,10 @@ class VideoClassifier(nn.Module):
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.cfg.hidden_size, n_labels)
+        # [CLS] is standardised with the training windows' statistics before the head: pretrained
+        # [CLS] vectors differ between windows by ~0.3% of their norm, too little for a fresh head to read
+        self.register_buffer("feature_mean", torch.zeros(encoder.cfg.hidden_size))
+        self.register_buffer("feature_scale", torch.ones(encoder.cfg.hidden_size))
         nn.init.normal_(self.head.weight, std=encoder.cfg.initializer_range)
         nn.init.zeros_(self.head.bias)
 
@@ -47,9 +52,18 @@ class VideoClassifier(nn.Module):
         # model inputs (B, T) -> (B, H) hidden state at [CLS]
         return self.encoder(**inputs).hidden[:, 0]
 
+    @torch.no_grad()
+    def standardise_with(self, features: torch.Tensor, per_dimension: bool = True) -> None:
+        # features: (N, H) [CLS] vectors of the training windows. Per dimension suits a frozen encoder;
+        # one scale for all dimensions suits a fine-tuned one, whose [CLS] drifts away from these statistics
+        # (dividing by a dimension's tiny initial spread would blow that drift up).
+        std = features.std(0, unbiased=False) if len(features) > 1 else torch.ones_like(self.feature_scale)
+        self.feature_mean.copy_(features.mean(0))
+        self.feature_scale.copy_(std.clamp(min=1e-6) if per_dimension else std.mean().clamp(min=1e-6).expand_as(std))
+
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         # (B, H) -> (B, n_labels)
-        return self.head(self.dropout(features))
+        return self.head(self.dropout((features - self.feature_mean) / self.feature_scale))
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
         return self.classify(self.features(**inputs))
@@ -65,6 +79,7 @@ def save_classifier(folder: str | Path, clf: VideoClassifier, labels: Sequence[s
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"head.{k}": v for k, v in clf.head.state_dict().items()}
+    tensors.update({"feature_mean": clf.feature_mean, "feature_scale": clf.feature_scale})
     if encoder_trained:
         tensors.update({f"encoder.{k}": v for k, v in clf.encoder.state_dict().items()})
     digest = _save_tensors(folder / WEIGHTS_FILE, tensors)
@@ -93,9 +108,11 @@ def load_classifier(folder: str | Path, base: VideoBert, base_model_id: str) -> 
     clf = VideoClassifier(encoder, len(data["labels"]))
     try:
         clf.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")}, strict=True)
+        clf.feature_mean.copy_(state["feature_mean"])
+        clf.feature_scale.copy_(state["feature_scale"])
         if data["encoder_trained"]:
             clf.encoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")}, strict=True)
-    except RuntimeError as exc:
+    except (KeyError, RuntimeError) as exc:
         raise CheckpointError(f"{folder}: weights do not fit the model: {exc}") from exc
     return clf.eval(), data
 

@@ -24,7 +24,7 @@ import json
 import re
 import shutil
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -268,3 +268,9 @@ def table(q: DownstreamQuality) -> str:
         lines += [f"  {ref!r} -> {cap!r}" for ref, cap in k.samples]
     lines += [f"note: {n}" for n in q.notes]
     return "\n".join(lines).rstrip()
+
+
+def report(settings, archive: Path, as_json: bool = False) -> str:
+    """`vbsearch eval ARCHIVE --downstream`: the table (or JSON) of `evaluate_downstream`."""
+    q = evaluate_downstream(settings, archive)
+    return json.dumps(asdict(q), indent=2) if as_json else table(q)

@@ -82,6 +82,8 @@ def table(rows: list[Quality]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("archive", type=Path, help="a sample archive folder (truth.json, queries.json)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--downstream", action="store_true", help="also score the fine-tuned classifier and "
+                        "captioner on the archive's truth (a second table; with --json a second JSON document)")
 
 
 def run(args: argparse.Namespace, settings) -> int:
@@ -103,4 +105,8 @@ def run(args: argparse.Namespace, settings) -> int:
     finally:
         engine.close()
     print(json.dumps([asdict(r) for r in rows], indent=2) if args.json else table(rows))
+    if args.downstream:
+        from search.downstream_eval import report
+
+        print("\n" + report(settings, args.archive, args.json))
     return 0
