@@ -245,12 +245,11 @@ def table(q: DownstreamQuality) -> str:
     c = q.classification
     if c is not None:
         lines += [f"Classification ({c.attribute}: {', '.join(c.labels)}; encoder "
-                  f"{'fine-tuned' if c.encoder_trained else 'frozen'})",
+                  f"{'fine-tuned' if c.encoder_trained else 'frozen'}; majority class {c.majority_label})",
                   "| windows                  | n   | accuracy |",
                   "|--------------------------|-----|----------|",
                   f"| held-out scenes          | {c.held_out:>3} | {_fmt(c.held_out_accuracy):>8} |",
-                  f"| majority baseline ({(c.majority_label or '-')[:6]:<6}) | {c.held_out:>3} | "
-                  f"{_fmt(c.majority_accuracy):>8} |",
+                  f"| majority-class baseline  | {c.held_out:>3} | {_fmt(c.majority_accuracy):>8} |",
                   f"| all scenes (incl. train) | {c.scenes:>3} | {c.all_accuracy:>8.2f} |", ""]
     k = q.captioning
     if k is not None:
