@@ -19,7 +19,7 @@ def test_registry_and_groups():
         spans = sorted(groups.values())
         assert spans[0][0] == 0 and spans[-1][1] == dim  # contiguous, covering every dim once
         assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
-    assert list(feature_groups("colormotion")) == ["colour", "layout", "shape", "motion"]
+    assert list(feature_groups("colormotion")) == ["colour", "layout", "shape", "motion", "subject", "heading"]
 
 
 def test_colormotion_shape_dtype_determinism():
@@ -159,3 +159,38 @@ def test_s3d_uses_torchvisions_cache(random_s3d, tmp_path, monkeypatch):
     ex = create_extractor("s3d")  # no network here: only the cache can serve it
     for name, tensor in ex.model.state_dict().items():
         assert torch.equal(tensor, model.state_dict()[name]), name
+
+
+def _object_over_background(obj, background, seed: int) -> np.ndarray:
+    """A 20 px square of colour `obj` crossing a noisy static background of colour `background`."""
+    rng = np.random.default_rng(seed)
+    ex = create_extractor("colormotion")
+    w, h = ex.input_size
+    base = np.clip(np.asarray(background, np.float32) + rng.normal(0, 6, (h, w, 3)), 0, 255)
+    y, x0, speed = int(rng.integers(20, h - 40)), int(rng.integers(5, 40)), rng.uniform(1.5, 3.0)
+    frames = []
+    for t in range(CLIP_FRAMES):
+        f = base.copy()
+        x = int(x0 + speed * t)
+        f[y: y + 20, x: x + 20] = obj
+        frames.append(f)
+    return np.stack(frames).astype(np.uint8)
+
+
+def test_colormotion_subject_group_sees_what_moves_not_the_background():
+    ex = create_extractor("colormotion")
+    objects, backgrounds = {"red": RED, "blue": BLUE}, {"grass": (60, 130, 50), "sand": (210, 185, 130)}
+    labels, clips = [], []
+    for o_name, o in objects.items():
+        for b_name, b in backgrounds.items():
+            for seed in range(3):
+                clips.append(_object_over_background(o, b, seed))
+                labels.append((o_name, b_name))
+    feats = ex(np.stack(clips))
+    a, b = ex.groups["subject"]
+    assert nearest_neighbour_accuracy(feats[:, a:b], [o for o, _ in labels]) == 1.0
+    # the whole-frame colour histogram is ruled by the background instead
+    c0, c1 = ex.groups["colour"]
+    assert nearest_neighbour_accuracy(feats[:, c0:c1], [bg for _, bg in labels]) == 1.0
+    still = np.repeat(np.stack(clips[:2])[:, :1], CLIP_FRAMES, axis=1)
+    assert np.abs(ex(still)[:, a:b]).max() == 0.0  # nothing moves: no subject

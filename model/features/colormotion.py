@@ -11,6 +11,15 @@ group's norm is about 1 (so none dominates when the whole vector is used):
 - motion (24): block-matching flow between consecutive frames (0.05 s apart): magnitude-weighted
   direction histogram (8), speed histogram (4), mean flow (2), mean flow per quadrant (8),
   frame-difference energy mean and spread (2).
+- subject (36): what moves, apart from where it is. The colour histogram (28) and the
+  gradient-orientation histogram (8) of the blocks the flow finds moving, minus the same
+  histograms of the whole frame, clipped at zero and renormalised: the colours and edge
+  directions over-represented where things move. The whole-frame groups are dominated by the
+  background (a person or a car covers a few percent of the pixels); this one is not. All
+  zero when nothing moves.
+- heading (8): which way the moving blocks go: their flow directions (8 bins of 45 degrees),
+  counted per block whatever its speed or place and normalised, square-rooted. The motion group
+  mixes direction with speed and position; as a separate group direction gets a word of its own.
 
 Nothing here is tuned to any corpus: the bins are uniform and the scales physical
 (fractions of the frame, pixels per frame).
@@ -56,7 +65,10 @@ GROUP_DIMS = {
     "layout": LAYOUT_GRID * LAYOUT_GRID * 3,
     "shape": 5 * ORIENT_BINS,
     "motion": DIR_BINS + len(SPEED_EDGES) + 1 + 2 + 8 + 2,
+    "subject": HUE_BINS * CHROMA_VALUE_BINS + GREY_BINS + ORIENT_BINS,
+    "heading": DIR_BINS,
 }
+SUBJECT_MIN_MASS = 0.02  # excess probability mass below which nothing stands out where things move
 
 
 def _group_slices() -> dict[str, tuple[int, int]]:
@@ -101,11 +113,16 @@ def _colour_lut() -> np.ndarray:
     return np.where(chromatic, chroma_bin, grey_bin)
 
 
+def colour_bins(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 -> (...) int64 colour bin of every pixel."""
+    q = (rgb >> 3).astype(np.int64)
+    return _colour_lut()[(q[..., 0] << 10) | (q[..., 1] << 5) | q[..., 2]]
+
+
 def colour_features(rgb: np.ndarray) -> np.ndarray:
     """rgb: (B, t, h, w, 3) uint8, a temporal and spatial subsample -> (B, 28)."""
     b = rgb.shape[0]
-    q = (rgb.reshape(b, -1, 3) >> 3).astype(np.int64)
-    bins = _colour_lut()[(q[..., 0] << 10) | (q[..., 1] << 5) | q[..., 2]]
+    bins = colour_bins(rgb.reshape(b, -1, 3))
     hist = _per_clip_hist(bins, None, GROUP_DIMS["colour"])
     hist /= np.maximum(hist.sum(axis=1, keepdims=True), 1)
     return np.sqrt(hist)
@@ -179,16 +196,20 @@ def block_flow(gray: np.ndarray) -> np.ndarray:
     return np.where((texture > FLOW_MIN_TEXTURE)[..., None], best, 0.0)
 
 
-def motion_features(gray: np.ndarray) -> np.ndarray:
-    """gray: (B, T, h, w) at flow resolution -> (B, 24)."""
+def _direction_bins(flow: np.ndarray) -> np.ndarray:
+    """(B, ..., 2) flow -> (B, N) direction bin of each vector, bins centred on right, down-right, ..."""
+    b = flow.shape[0]
+    direction = np.arctan2(flow[..., 1], flow[..., 0]).reshape(b, -1) % (2 * np.pi)
+    return (direction / (2 * np.pi) * DIR_BINS + 0.5).astype(np.int64) % DIR_BINS
+
+
+def motion_features(gray: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """gray: (B, T, h, w) at flow resolution, flow: its `block_flow` -> (B, 24)."""
     b = gray.shape[0]
-    flow = block_flow(gray)  # (B, P, by, bx, 2)
     u, v = flow[..., 0], flow[..., 1]
     speed = np.hypot(u, v).reshape(b, -1)
     n = speed.shape[1]
-    direction = np.arctan2(v, u).reshape(b, -1) % (2 * np.pi)
-    dbin = np.minimum((direction / (2 * np.pi) * DIR_BINS + 0.5).astype(np.int64) % DIR_BINS, DIR_BINS - 1)
-    dir_mass = _per_clip_hist(dbin, speed, DIR_BINS) / n  # mean px/frame moving in each direction
+    dir_mass = _per_clip_hist(_direction_bins(flow), speed, DIR_BINS) / n  # mean px/frame moving in each direction
     sbin = np.searchsorted(np.asarray(SPEED_EDGES), speed)
     speeds = np.sqrt(_per_clip_hist(sbin, None, len(SPEED_EDGES) + 1) / n)
     mean_flow = flow.mean(axis=(1, 2, 3))  # (B, 2)
@@ -210,6 +231,55 @@ def motion_features(gray: np.ndarray) -> np.ndarray:
         ],
         axis=1,
     )
+
+
+def _block_pixels(h: int, w: int, by: int, bx: int) -> np.ndarray:
+    """(h, w) int: the flow block each pixel (at flow resolution) lies in, -1 outside every block."""
+    r = FLOW_RADIUS
+    ys, xs = np.arange(h) - r, np.arange(w) - r
+    iy = np.where((ys >= 0) & (ys < by * FLOW_BLOCK), ys // FLOW_BLOCK, -1)
+    ix = np.where((xs >= 0) & (xs < bx * FLOW_BLOCK), xs // FLOW_BLOCK, -1)
+    return np.where((iy[:, None] >= 0) & (ix[None, :] >= 0), iy[:, None] * bx + ix[None, :], -1)
+
+
+def _excess(moving: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """(B, n) histograms -> (B, n): the distribution over-represented in `moving`, square-rooted (0 if none)."""
+    p_m = moving / np.maximum(moving.sum(axis=1, keepdims=True), 1e-9)
+    p_w = whole / np.maximum(whole.sum(axis=1, keepdims=True), 1e-9)
+    ex = np.maximum(p_m - p_w, 0.0)
+    mass = ex.sum(axis=1, keepdims=True)
+    return np.where(mass > SUBJECT_MIN_MASS, np.sqrt(ex / np.maximum(mass, 1e-9)), 0.0)
+
+
+def subject_features(rgb: np.ndarray, gray: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """What moves: rgb (B, T, h, w, 3) uint8 and gray (B, T, h, w) at flow resolution, flow their
+    `block_flow` (B, T//2, by, bx, 2) -> (B, 36): excess colour (28) and orientation (8) histograms."""
+    b, t, h, w = gray.shape
+    p, by, bx = flow.shape[1:4]
+    moving = (np.abs(flow).sum(-1) > 0).reshape(b, p, -1)  # (B, P, blocks)
+    block = _block_pixels(h, w, by, bx)  # (h, w)
+    inside = block >= 0
+    frames = np.arange(p) * 2  # the first frame of each flow pair: the one the blocks were matched in
+    weight = np.where(inside[None, None], moving[:, :, np.maximum(block, 0)], False).astype(np.float64)  # (B, P, h, w)
+    cbins = colour_bins(rgb[:, frames])  # (B, P, h, w)
+    n_col = GROUP_DIMS["colour"]
+    col = _excess(_per_clip_hist(cbins.reshape(b, -1), weight.reshape(b, -1), n_col),
+                  _per_clip_hist(cbins.reshape(b, -1), inside[None, None].repeat(p, 1).reshape(1, -1).repeat(b, 0)
+                                 .astype(np.float64), n_col))
+    gx, gy = _gradients(gray[:, frames])  # (B, P, h-2, w-2)
+    mag = np.hypot(gx, gy)
+    obin = np.minimum(((np.arctan2(gy, gx) % np.pi) / np.pi * ORIENT_BINS).astype(np.int64), ORIENT_BINS - 1)
+    wm = weight[..., 1:-1, 1:-1] * mag
+    ori = _excess(_per_clip_hist(obin.reshape(b, -1), wm.reshape(b, -1), ORIENT_BINS),
+                  _per_clip_hist(obin.reshape(b, -1), mag.reshape(b, -1), ORIENT_BINS))
+    return np.concatenate([col, ori], axis=1) / np.sqrt(2)
+
+
+def heading_features(flow: np.ndarray) -> np.ndarray:
+    """flow (B, P, by, bx, 2) -> (B, 8): the direction distribution of the moving blocks (0 if none)."""
+    moving = np.abs(flow).sum(-1).reshape(len(flow), -1) > 0
+    hist = _per_clip_hist(_direction_bins(flow), moving.astype(np.float64), DIR_BINS)
+    return np.sqrt(hist / np.maximum(hist.sum(axis=1, keepdims=True), 1.0))
 
 
 def _luma(rgb: np.ndarray, full_scale: float) -> np.ndarray:
@@ -242,5 +312,8 @@ class ColorMotion(ClipFeatureExtractor):
         for dy, dx in ((1, 0), (0, 1), (1, 1)):
             quad += clips[:, :, dy:hh:2, dx:ww:2]
         small = _luma(quad, 4 * 255.0)  # (B, T, H/2, W/2)
-        parts = [colour_features(sample), layout_features(sample), shape_features(shape_frames), motion_features(small)]
+        flow = block_flow(small)  # (B, T//2, by, bx, 2)
+        small_rgb = (quad >> 2).astype(np.uint8)  # the same 2x2 box means, in colour
+        parts = [colour_features(sample), layout_features(sample), shape_features(shape_frames),
+                 motion_features(small, flow), subject_features(small_rgb, small, flow), heading_features(flow)]
         return np.concatenate(parts, axis=1).astype(np.float32)
