@@ -68,7 +68,8 @@ class VideoBertConfig:
         keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                 "max_position_embeddings", "type_vocab_size", "hidden_act", "hidden_dropout_prob",
                 "attention_probs_dropout_prob", "layer_norm_eps", "initializer_range", "pad_token_id")
-        return BertConfig(vocab_size=self.vocab_size, **{k: getattr(self, k) for k in keys})
+        # BERT's own table holds the text side (WordPieces + [>]); visual words live in VideoBert.visual_embeddings
+        return BertConfig(vocab_size=self.visual_offset, **{k: getattr(self, k) for k in keys})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +111,9 @@ class VideoBert(nn.Module):
 
         self.cfg = cfg
         self.bert = BertModel(cfg.bert_config(), add_pooling_layer=True)
+        # Visual words are a table of their own, outside `bert.`, so they train at the fresh parts'
+        # learning rate: at the encoder's (tuned for pretrained rows) they barely leave their init.
+        self.visual_embeddings = nn.Embedding(cfg.n_visual_words, cfg.hidden_size)
         # which slot of its clip a visual token fills (row 0: text/specials, kept at zero)
         self.group_embeddings = nn.Embedding(cfg.tokens_per_clip + 1, cfg.hidden_size, padding_idx=0)
         self.mlm_head = TiedLMHead(cfg, cfg.text_vocab_size)
@@ -127,6 +131,7 @@ class VideoBert(nn.Module):
         for head in (self.mlm_head, self.mvm_head):
             nn.init.normal_(head.dense.weight, std=std)
             nn.init.zeros_(head.dense.bias)
+        nn.init.normal_(self.visual_embeddings.weight, std=std)  # BERT's initialisation of word rows
         nn.init.normal_(self.align_head.weight, std=std)
         nn.init.zeros_(self.align_head.bias)
         nn.init.normal_(self.group_embeddings.weight, std=std)
@@ -142,23 +147,32 @@ class VideoBert(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
                 position_ids: torch.Tensor, group_ids: torch.Tensor) -> VideoBertOutput:
         # all inputs (B, T) long
-        embeds = self.bert.embeddings.word_embeddings(input_ids) + self.group_embeddings(group_ids)  # (B, T, H)
+        off = self.cfg.visual_offset
+        is_visual = (input_ids >= off).unsqueeze(-1)  # (B, T, 1)
+        words = torch.where(is_visual, self.visual_embeddings((input_ids - off).clamp(min=0)),
+                            self.bert.embeddings.word_embeddings(input_ids.clamp(max=off - 1)))
+        embeds = words + self.group_embeddings(group_ids)  # (B, T, H)
         out = self.bert(inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_type_ids,
                         position_ids=position_ids)
         return VideoBertOutput(hidden=out.last_hidden_state, pooled=out.pooler_output)
 
     @property
+    def text_embeddings(self) -> torch.Tensor:
+        return self.bert.embeddings.word_embeddings.weight  # (V_text + 1, H): WordPieces and [>]
+
+    @property
     def word_embeddings(self) -> torch.Tensor:
-        return self.bert.embeddings.word_embeddings.weight  # (V, H)
+        """(V, H) the whole joint vocabulary's input embeddings, in token-id order (a copy)."""
+        return torch.cat([self.text_embeddings, self.visual_embeddings.weight])
 
     # -- heads ---------------------------------------------------------------------------------------
     def mlm_logits(self, h: torch.Tensor) -> torch.Tensor:
         # h: (N, H) hidden states at masked text positions -> (N, text_vocab_size)
-        return self.mlm_head(h, self.word_embeddings[: self.cfg.text_vocab_size])
+        return self.mlm_head(h, self.text_embeddings[: self.cfg.text_vocab_size])
 
     def mvm_logits(self, h: torch.Tensor) -> torch.Tensor:
         # h: (N, H) hidden states at masked visual positions -> (N, n_visual_words)
-        return self.mvm_head(h, self.word_embeddings[self.cfg.visual_offset:])
+        return self.mvm_head(h, self.visual_embeddings.weight)
 
     def align_logits(self, out: VideoBertOutput, text_mask: torch.Tensor, visual_mask: torch.Tensor) -> torch.Tensor:
         # out.hidden: (B, T, H), out.pooled: (B, H), masks: (B, T) bool positions of each modality
@@ -257,13 +271,13 @@ def from_pretrained_bert(bert: str | None, n_visual_words: int, tokens_per_clip:
     if missing or unexpected:
         raise ValueError(f"{source}: BERT weights do not fit (missing {missing}, unexpected {unexpected})")
     with torch.no_grad():
-        emb = model.word_embeddings
+        emb = model.text_embeddings
         emb[: cfg.text_vocab_size] = text_emb
         emb[cfg.text_vocab_size] = text_emb[visual_sep_init_id]
         if word_vectors is not None:
             if len(word_vectors) != n_visual_words:
                 raise ValueError(f"{len(word_vectors)} word vectors for {n_visual_words} visual words")
             target = float(text_emb.norm(dim=1).mean())
-            emb[cfg.visual_offset:] = visual_embeddings_from_word_vectors(
+            model.visual_embeddings.weight[:] = visual_embeddings_from_word_vectors(
                 word_vectors, cfg.hidden_size, target, seed)
     return model
