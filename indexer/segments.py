@@ -2,9 +2,12 @@
 
 Rules (times in seconds, clips are the catalog's 1.5 s clips):
 - Speech: consecutive sentences are joined while the gap between them is under
-  JOIN_GAP and the joined window stays within MAX_SPEECH; a window shorter than
-  MIN_SPEECH is widened around its centre (within the video) so it holds at
-  least a couple of clips.
+  JOIN_GAP and the joined window stays within MAX_SPEECH. A window then runs on
+  over the pause after it, until the next one starts but at most TRAIL seconds
+  (`extend_over_pauses`): narration is short and the moment it talks about
+  goes on after the words (pretraining pairs each sentence with the same span).
+  A window still shorter than MIN_SPEECH is widened around its centre (within
+  the video) so it holds at least a couple of clips.
 - Silence: clips that no speech window overlaps form runs; each run is cut into
   windows of WINDOW_CLIPS clips with a stride of WINDOW_STRIDE clips (a run
   shorter than a window becomes one window; the last window ends at the run's end).
@@ -20,6 +23,7 @@ import numpy as np
 JOIN_GAP = 1.0  # s: sentences closer than this belong to one window
 MAX_SPEECH = 15.0  # s: a joined speech window stays this short
 MIN_SPEECH = 3.0  # s: shorter speech windows are widened to this
+TRAIL = 6.0  # s: a speech window extends over a following pause by at most this
 WINDOW_CLIPS = 8  # clips per silence window (12 s)
 WINDOW_STRIDE = 4  # clips between silence window starts (6 s)
 
@@ -33,6 +37,14 @@ class Segment:
     kind: str  # "speech" | "silence"
 
 
+def extend_over_pauses(starts: np.ndarray, ends: np.ndarray, duration: float, trail: float = TRAIL) -> np.ndarray:
+    """New ends for spans sorted by start: each runs on until the next span starts, at most `trail`
+    seconds past its own end and never past `duration`; a span never shrinks."""
+    starts, ends = np.asarray(starts, np.float64), np.asarray(ends, np.float64)
+    nxt = np.append(starts[1:], np.inf)
+    return np.maximum(ends, np.minimum.reduce([np.maximum(nxt, ends), ends + trail, np.full_like(ends, duration)]))
+
+
 def _speech_windows(sentences: list[tuple[float, float, str]], duration: float) -> list[tuple[float, float, str]]:
     windows: list[list] = []
     for start, end, text in sorted(sentences):
@@ -41,6 +53,10 @@ def _speech_windows(sentences: list[tuple[float, float, str]], duration: float) 
             windows[-1][2] += " " + text.strip()
         else:
             windows.append([start, end, text.strip()])
+    if windows:
+        ends = extend_over_pauses(np.array([w[0] for w in windows]), np.array([w[1] for w in windows]), duration)
+        for w, e in zip(windows, ends, strict=True):
+            w[1] = float(e)
     out = []
     for start, end, text in windows:
         if start >= duration:  # speech after the last clip (e.g. a dropped short tail): nothing to show

@@ -43,7 +43,7 @@ class PretrainOptions:
     steps: int = 300  # optimizer steps
     batch_size: int = 8  # sentence windows per micro-batch (the joint pass holds ~3x this + silent)
     grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 5e-5  # peak learning rate (AdamW)
+    lr: float = 5e-4  # peak learning rate (AdamW); see TrainOptions.lr
     head_lr: float = 5e-4  # peak learning rate of the fresh heads, projection and visual-word rows' head
     weight_decay: float = 0.01  # not applied to biases, LayerNorms, the temperature
     warmup_steps: int = 20  # linear warm-up, then linear decay to 0 at `steps`
