@@ -29,6 +29,8 @@ class SearchFilters(BaseModel):
     indexed_after: dt.datetime | None = Field(
         None, description="only videos indexed after this time (ISO 8601, local time unless it has an offset; "
                           "or unix seconds)")
+    label: str | None = Field(None, min_length=1, max_length=200,
+                              description="only segments `vbsearch tag` gave this label")
 
     @field_validator("indexed_after")
     @classmethod
@@ -48,7 +50,8 @@ class SearchFilters(BaseModel):
 
     def to_filters(self) -> Filters | None:
         filters = Filters(video=self.video, min_duration=self.min_duration, max_duration=self.max_duration,
-                          indexed_after=self.indexed_after.timestamp() if self.indexed_after else None)
+                          indexed_after=self.indexed_after.timestamp() if self.indexed_after else None,
+                          label=self.label)
         return None if filters == Filters() else filters
 
 

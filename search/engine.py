@@ -3,7 +3,14 @@
     query -> encode (joint encoder, text-only form)
           -> ANN on the "video" channel and on the "text" (transcript) channel, K candidates each
           -> rerank the union: alignment head on [CLS] query [>] candidate tokens [SEP], one batch
-          -> combine (see RankingOptions) -> top_k hits
+          -> two rankings of the candidates, interleaved (see RankingOptions) -> top_k hits
+
+Why two rankings: a transcript that matches the query is strong evidence, but summing it into
+one score buries the moments that only the pictures show (the narration says something else).
+So odd ranks go to the best remaining moment by everything (max of video and transcript
+similarity, plus the alignment), even ranks to the best remaining moment by its pictures alone
+(video similarity plus alignment). On two 20-minute sample archives this kept visual-only
+recall where pure visual ranking had it and raised R@1 over one blended score (README).
 
 The model loads once per engine; the store stays open for the engine's life.
 """
@@ -26,6 +33,18 @@ log = logging.getLogger(__name__)
 
 
 
+def interleave(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Alternate two rankings of the same items (first, second, first, ...), each item at its earliest place."""
+    out: list[int] = []
+    seen: set[int] = set()
+    for pair in zip(first.tolist(), second.tolist(), strict=True):
+        for i in pair:
+            if i not in seen:
+                seen.add(i)
+                out.append(i)
+    return np.asarray(out, dtype=np.int64)
+
+
 class EngineError(RuntimeError):
     pass
 
@@ -39,8 +58,10 @@ class RankingOptions:
     candidates: int = 50  # K per channel before reranking
     channels: tuple[str, ...] = ("video", "text")  # which store channels retrieve candidates
     rerank: bool = True  # rescore candidates with the alignment head
-    align_weight: float = 0.5  # weight of P(aligned) in the final score
-    text_weight: float = 1.0  # transcript similarity relative to video similarity inside the retrieval score
+    align_weight: float = 0.2  # P(aligned) added to the blended score max(video, text)
+    visual_align_weight: float = 1.0  # P(aligned) added to the video similarity in the pictures-only ranking
+    text_weight: float = 1.0  # transcript similarity relative to video similarity inside the blended score
+    visual_slots: bool = True  # every other rank from the pictures-only ranking (when "video" is a channel)
 
 
 @dataclass(frozen=True)
@@ -124,12 +145,17 @@ class SearchEngine:
             tokens = [self._tokens(p) for p in points]
             align = self.inference.align_prob([query] * len(points), tokens)
         t3 = time.perf_counter()
-        score = (1 - opts.align_weight) * retrieval + opts.align_weight * align if opts.rerank else retrieval
-        order = np.argsort(-score, kind="stable")[:top_k]
+        blended = np.argsort(-(retrieval + opts.align_weight * align), kind="stable")
+        order = blended
+        if opts.visual_slots and "video" in opts.channels:
+            pictures = np.argsort(-(s_video + opts.visual_align_weight * align), kind="stable")
+            order = interleave(blended, pictures)
+        order = order[:top_k]
         self.last_timings = Timings(t1 - t0, t2 - t1, t3 - t2, t3 - t0)
-        return [self._hit(points[i], float(score[i]),
+        # The score is the rank's: 1 / (1 + rank) of the interleaved list; the components say why.
+        return [self._hit(points[i], 1.0 / (1 + rank),
                           {"video": float(s_video[i]), "text": float(s_text[i]), "align": float(align[i])})
-                for i in order]
+                for rank, i in enumerate(order)]
 
     def more_like_this(self, segment_id: str, top_k: int = 10, filters: Filters | None = None) -> list[Hit]:
         found = self.store.retrieve([segment_id], with_vectors=True)
@@ -161,7 +187,9 @@ class SearchEngine:
     def _hit(self, point, score: float, scores: dict[str, float]) -> Hit:
         p = point.payload
         thumb = str((self.data_dir / p["thumbnail"]).resolve()) if p.get("thumbnail") else None
-        return Hit(video=p["path"], start=float(p["start"]), end=float(p["end"]), score=score, text=p.get("text", ""),
+        # where nobody speaks, a stored generated caption (`vbsearch caption --store-missing`) stands in
+        text = p.get("text") or (f"[caption] {p['caption']}" if p.get("caption") else "")
+        return Hit(video=p["path"], start=float(p["start"]), end=float(p["end"]), score=score, text=text,
                    video_id=p["video_id"], segment_id=str(point.id), thumbnail=thumb,
                    fps=p.get("fps"), scores=scores)
 
