@@ -148,17 +148,25 @@ class VideoCaptioner(nn.Module):
             top, idx = logp.topk(k, -1)
             cands = [(b[0] + [int(j)], b[1] + float(s)) for b, ss, js in zip(beams, top, idx, strict=True)
                      for s, j in zip(ss, js, strict=True)]
-            cands.sort(key=lambda c: -c[1] / (len(c[0]) - 1))
+            cands.sort(key=lambda c: -_mean_logp(c))
             beams = []
             for c in cands:
                 (finished if c[0][-1] == cfg.eos_index else beams).append(c)
                 if len(beams) == k:
                     break
-            if not beams or len(finished) >= k:
+            # Stop once a finished caption beats every open one: stopping at k finished ones instead cut
+            # captions short when early junk endings filled the quota before the right one ended.
+            if not beams or (finished and max(map(_mean_logp, finished)) >= max(map(_mean_logp, beams))):
                 break
         pool = finished or beams
-        best = max(pool, key=lambda c: c[1] / (len(c[0]) - 1))
+        best = max(pool, key=_mean_logp)
         return _strip(best[0][1:], cfg.eos_index)
+
+
+def _mean_logp(hypothesis: tuple[list[int], float]) -> float:
+    """A beam's length-normalised score: summed log-probability per generated token."""
+    tokens, logp = hypothesis
+    return logp / (len(tokens) - 1)
 
 
 def _strip(row: list[int], eos: int) -> list[int]:

@@ -59,7 +59,7 @@ def test_decoder_memorises_the_windows_it_trains_on(captioned):
     assert len(pick) == 3
     model, tok = load_model(captioned.model_path)
     small = dataclasses.replace(data, train=pick, held_out=[])
-    captioner, vocab_ids, loss = train_captioner(model, tok, small, CaptionTrainOptions(steps=100, batch_size=3,
+    captioner, vocab_ids, loss = train_captioner(model, tok, small, CaptionTrainOptions(steps=200, batch_size=3,
                                                                                         widen_clips=0))
     captions = CaptionerInference(captioner, tok, vocab_ids, "").caption([data.tokens[p.rows] for p in pick])
     assert [_words(c) for c in captions] == [_words(p.text) for p in pick]
@@ -148,7 +148,7 @@ def test_eval_downstream_reports_both_tasks(captioned, indexed_archive, capsys):
     assert q.notes == []
     c = q.classification
     assert c.attribute == "direction" and c.held_out == 4 and c.scenes == 16
-    assert 0 <= c.held_out_accuracy <= 1 and 0 <= c.majority_accuracy <= 1 and c.all_accuracy > c.held_out_accuracy
+    assert 0 <= c.held_out_accuracy <= 1 and 0 <= c.majority_accuracy <= 1 and c.all_accuracy >= c.held_out_accuracy
     k = q.captioning
     assert k.windows == 4 and k.scores.n == 4 and k.scores.meteor is None
     assert 0 <= k.scores.bleu4 <= 100 and 0 <= k.scores.rouge_l <= 100 and k.scores.cider >= 0
