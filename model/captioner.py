@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.checkpoint import CheckpointError, _load_tensors, _read_json, _save_tensors, _write_json
+from model.checkpoint import CheckpointError, load_addon, read_addon_config, save_addon
 from model.tokenization import VideoBertTokenizer
 from model.videobert import VideoBert
 
@@ -183,33 +183,22 @@ def text_rows(encoder: VideoBert, text_ids: torch.Tensor) -> torch.Tensor:
 def save_captioner(folder: str | Path, captioner: VideoCaptioner, vocab_ids: torch.Tensor, base_model_id: str,
                    meta: dict[str, Any] | None = None) -> str:
     """Write the decoder weights and vocabulary, then captioner.json; returns the captioner's id."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"decoder.{k}": v for k, v in captioner.decoder.state_dict().items()}
     tensors["vocab_ids"] = vocab_ids.long()
-    digest = _save_tensors(folder / WEIGHTS_FILE, tensors)
-    _write_json(folder / CONFIG_FILE, {"format": FORMAT, "config": captioner.decoder.cfg.to_dict(),
-                                       "base_model_id": base_model_id, "sha256": {WEIGHTS_FILE: digest},
-                                       "meta": meta or {}})
-    return digest[:16]
+    return save_addon(folder, WEIGHTS_FILE, CONFIG_FILE, tensors, {
+        "format": FORMAT, "config": captioner.decoder.cfg.to_dict(), "base_model_id": base_model_id,
+        "meta": meta or {}})
 
 
 def read_captioner_config(folder: str | Path) -> dict[str, Any]:
-    data = _read_json(Path(folder) / CONFIG_FILE)
-    if data.get("format") != FORMAT:
-        raise CheckpointError(f"{folder}: not a vbsearch captioner (format {data.get('format')!r})")
-    return data
+    return read_addon_config(folder, CONFIG_FILE, FORMAT)
 
 
 def load_captioner(folder: str | Path, base: VideoBert, base_model_id: str
                    ) -> tuple[VideoCaptioner, torch.Tensor, dict[str, Any]]:
     """(captioner over `base`, the vocabulary's WordPiece ids, captioner.json)."""
     folder = Path(folder)
-    data = read_captioner_config(folder)
-    if data["base_model_id"] != base_model_id:
-        raise CheckpointError(f"{folder} was trained on model {data['base_model_id']}, but the model is now "
-                              f"{base_model_id}: run `vbsearch finetune-caption` again")
-    state = _load_tensors(folder / WEIGHTS_FILE, data.get("sha256", {}).get(WEIGHTS_FILE))
+    data, state = load_addon(folder, WEIGHTS_FILE, CONFIG_FILE, FORMAT, base_model_id, "vbsearch finetune-caption")
     try:
         cfg = CaptionerConfig(**data["config"])
         vocab_ids = state.pop("vocab_ids")

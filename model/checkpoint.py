@@ -167,6 +167,36 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
     return model.to(device).eval(), tokenizer
 
 
+# -- fine-tuned add-ons (classifier, captioner): weights + a JSON naming their format and base model ---
+
+def save_addon(folder: str | Path, weights_file: str, config_file: str, tensors: dict[str, torch.Tensor],
+               config: dict[str, Any]) -> str:
+    """Write the weights, then the JSON (with their sha256) last; returns the add-on's id (a digest prefix)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = _save_tensors(folder / weights_file, tensors)
+    _write_json(folder / config_file, {**config, "sha256": {weights_file: digest}})
+    return digest[:16]
+
+
+def load_addon(folder: str | Path, weights_file: str, config_file: str, fmt: str, base_model_id: str,
+               retrain: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(config, tensors) of an add-on saved by `save_addon`, refused when its format or base model differs."""
+    folder = Path(folder)
+    data = read_addon_config(folder, config_file, fmt)
+    if data["base_model_id"] != base_model_id:
+        raise CheckpointError(f"{folder} was trained on model {data['base_model_id']}, but the model is now "
+                              f"{base_model_id}: run `{retrain}` again")
+    return data, _load_tensors(folder / weights_file, data.get("sha256", {}).get(weights_file))
+
+
+def read_addon_config(folder: str | Path, config_file: str, fmt: str) -> dict[str, Any]:
+    data = _read_json(Path(folder) / config_file)
+    if data.get("format") != fmt:
+        raise CheckpointError(f"{folder}: not a {fmt} (format {data.get('format')!r})")
+    return data
+
+
 # -- training state ----------------------------------------------------------------------------------
 
 def save_training_state(folder: str | Path, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.checkpoint import CheckpointError, _load_tensors, _read_json, _save_tensors, _write_json
+from model.checkpoint import CheckpointError, load_addon, read_addon_config, save_addon
 from model.tokenization import VideoBertTokenizer
 from model.videobert import VideoBert
 
@@ -76,34 +76,23 @@ def save_classifier(folder: str | Path, clf: VideoClassifier, labels: Sequence[s
     """Write the weights, then classifier.json; returns the classifier's id (its weights' sha256 prefix)."""
     if len(labels) != clf.head.out_features:
         raise CheckpointError(f"{len(labels)} labels for a head of {clf.head.out_features}")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"head.{k}": v for k, v in clf.head.state_dict().items()}
     tensors.update({"feature_mean": clf.feature_mean, "feature_scale": clf.feature_scale})
     if encoder_trained:
         tensors.update({f"encoder.{k}": v for k, v in clf.encoder.state_dict().items()})
-    digest = _save_tensors(folder / WEIGHTS_FILE, tensors)
-    _write_json(folder / CONFIG_FILE, {"format": FORMAT, "labels": list(labels), "base_model_id": base_model_id,
-                                       "encoder_trained": encoder_trained, "sha256": {WEIGHTS_FILE: digest},
-                                       "meta": meta or {}})
-    return digest[:16]
+    return save_addon(folder, WEIGHTS_FILE, CONFIG_FILE, tensors, {
+        "format": FORMAT, "labels": list(labels), "base_model_id": base_model_id,
+        "encoder_trained": encoder_trained, "meta": meta or {}})
 
 
 def read_classifier_config(folder: str | Path) -> dict[str, Any]:
-    data = _read_json(Path(folder) / CONFIG_FILE)
-    if data.get("format") != FORMAT:
-        raise CheckpointError(f"{folder}: not a vbsearch classifier (format {data.get('format')!r})")
-    return data
+    return read_addon_config(folder, CONFIG_FILE, FORMAT)
 
 
 def load_classifier(folder: str | Path, base: VideoBert, base_model_id: str) -> tuple[VideoClassifier, dict]:
     """The classifier in `folder` over `base` (copied when the classifier carries its own encoder)."""
     folder = Path(folder)
-    data = read_classifier_config(folder)
-    if data["base_model_id"] != base_model_id:
-        raise CheckpointError(f"{folder} was trained on model {data['base_model_id']}, but the model is now "
-                              f"{base_model_id}: run `vbsearch finetune-classify` again")
-    state = _load_tensors(folder / WEIGHTS_FILE, data.get("sha256", {}).get(WEIGHTS_FILE))
+    data, state = load_addon(folder, WEIGHTS_FILE, CONFIG_FILE, FORMAT, base_model_id, "vbsearch finetune-classify")
     encoder = copy.deepcopy(base) if data["encoder_trained"] else base
     clf = VideoClassifier(encoder, len(data["labels"]))
     try:

@@ -48,6 +48,18 @@ def build_indexed_archive(root: Path) -> IndexedArchive:
     return IndexedArchive(archive, data, load_settings({"data_dir": str(data)}))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module: small training steps on a busy two-core machine ran up to ~50x
+    slower with two threads (spin-waiting)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def indexed_archive(tmp_path_factory) -> IndexedArchive:
     return build_indexed_archive(tmp_path_factory.mktemp("indexed"))

@@ -13,7 +13,6 @@ import re
 import shutil
 
 import pytest
-import torch
 
 from vbsearch.cli import main
 from vbsearch.config import load_settings
@@ -23,12 +22,7 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

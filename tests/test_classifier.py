@@ -21,16 +21,7 @@ from indexer.labels import LABELS_FILE, LabelsError, labels_from_truth, read_lab
 from vbsearch.cli import main
 from vbsearch.config import load_settings
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Torch on one thread (as in tests/test_captioning.py): far faster for these small steps on a busy machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def private_data(indexed_archive, dest: Path):
