@@ -18,7 +18,6 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 BATCH = 64  # segments per caption batch and store update
 
@@ -30,22 +29,13 @@ class StoreCaptionSummary:
     seconds: float
 
 
-def captioner_folder(settings) -> Path:
-    from indexer.finetune_caption import CAPTIONER_DIR
-
-    return settings.model_path / CAPTIONER_DIR
-
-
 def load_captioner(settings):
     """The data dir's captioner over its model (model.captioner.CaptionerInference)."""
-    from model.captioner import CaptionerInference
-    from search.engine import model_id_of
+    from indexer.finetune_caption import CAPTIONER_DIR
+    from indexer.tag import load_addon
+    from model.captioner import CONFIG_FILE, CaptionerInference
 
-    folder = captioner_folder(settings)
-    if not (folder / "captioner.json").is_file():
-        raise FileNotFoundError(f"no captioner in {folder}: train one with `vbsearch finetune-caption`")
-    return CaptionerInference.load(folder, settings.model_path, model_id_of(settings.model_path),
-                                   settings.torch_device)
+    return load_addon(settings, CaptionerInference, CAPTIONER_DIR, CONFIG_FILE, "vbsearch finetune-caption")
 
 
 def store_missing_captions(store, captioner, redo: bool = False, beam: int = 1) -> StoreCaptionSummary:

@@ -15,7 +15,6 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -32,22 +31,23 @@ class TagSummary:
     seconds: float = 0.0
 
 
-def classifier_folder(settings) -> Path:
-    from indexer.finetune import CLASSIFIER_DIR
+def load_addon(settings, inference_cls, subdir: str, config_file: str, train_with: str):
+    """A fine-tuned add-on of the data dir's model (DATA_DIR/model/SUBDIR), loaded over that model."""
+    from search.engine import model_id_of
 
-    return settings.model_path / CLASSIFIER_DIR
+    folder = settings.model_path / subdir
+    if not (folder / config_file).is_file():
+        raise FileNotFoundError(f"no {subdir} in {folder}: train one with `{train_with}`")
+    return inference_cls.load(folder, settings.model_path, model_id_of(settings.model_path), settings.torch_device)
 
 
 def load_classifier(settings):
     """The data dir's classifier over its model (model.classifier.ClassifierInference)."""
-    from model.classifier import ClassifierInference
-    from search.engine import model_id_of
+    from indexer.finetune import CLASSIFIER_DIR
+    from model.classifier import CONFIG_FILE, ClassifierInference
 
-    folder = classifier_folder(settings)
-    if not (folder / "classifier.json").is_file():
-        raise FileNotFoundError(f"no classifier in {folder}: train one with `vbsearch finetune-classify LABELS.csv`")
-    return ClassifierInference.load(folder, settings.model_path, model_id_of(settings.model_path),
-                                    settings.torch_device)
+    return load_addon(settings, ClassifierInference, CLASSIFIER_DIR, CONFIG_FILE,
+                      "vbsearch finetune-classify LABELS.csv")
 
 
 def point_tokens(payload: dict) -> np.ndarray:

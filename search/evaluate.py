@@ -93,8 +93,11 @@ def masked_accuracy(inference, vocab, data_dir: Path, archive: Path) -> MaskedAc
     catalog = Catalog(data_dir)
     hits = {"o1": 0, "o5": 0, "a1": 0, "a5": 0}
     n = 0
+    video_ids: dict[str, str | None] = {}  # file name -> catalogued id, looked up once per video
     for scene in json.loads((archive / "truth.json").read_text()):
-        video_id = catalog.find_video(str(archive / "videos" / scene["video"]))
+        if scene["video"] not in video_ids:
+            video_ids[scene["video"]] = catalog.find_video(str(archive / "videos" / scene["video"]))
+        video_id = video_ids[scene["video"]]
         if video_id is None:
             continue
         tokens = window_tokens(catalog, vocab, video_id, scene["start"], scene["end"])
