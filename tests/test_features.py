@@ -19,7 +19,8 @@ def test_registry_and_groups():
         spans = sorted(groups.values())
         assert spans[0][0] == 0 and spans[-1][1] == dim  # contiguous, covering every dim once
         assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
-    assert list(feature_groups("colormotion")) == ["colour", "layout", "shape", "motion", "subject", "heading"]
+    assert list(feature_groups("colormotion")) == ["colour", "layout", "shape", "motion", "subject", "heading",
+                                                   "silhouette"]
 
 
 def test_colormotion_shape_dtype_determinism():
@@ -194,3 +195,44 @@ def test_colormotion_subject_group_sees_what_moves_not_the_background():
     assert nearest_neighbour_accuracy(feats[:, c0:c1], [bg for _, bg in labels]) == 1.0
     still = np.repeat(np.stack(clips[:2])[:, :1], CLIP_FRAMES, axis=1)
     assert np.abs(ex(still)[:, a:b]).max() == 0.0  # nothing moves: no subject
+
+
+def _outline_crossing(outline: str, size: int, colour, background, vertical: bool, seed: int) -> np.ndarray:
+    """A flat-coloured disc, box or plus sign of `size` px moving 0.6-1 px per frame (slower than one flow
+    pixel per frame) over a noisy background of a near colour: nothing but its outline tells them apart."""
+    rng = np.random.default_rng(seed)
+    w, h = create_extractor("colormotion").input_size
+    base = np.clip(np.asarray(background, np.float32) + rng.normal(0, 6, (h, w, 3)), 0, 255)
+    yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
+    r = size / 2
+    mask = {"disc": xx**2 + yy**2 <= r**2, "box": np.ones((size, size), bool),
+            "plus": (np.abs(xx) <= r / 3) | (np.abs(yy) <= r / 3)}[outline]
+    speed, lane = rng.uniform(0.6, 1.0), int(rng.integers(10, 40))
+    frames = []
+    for t in range(CLIP_FRAMES):
+        f = base.copy()
+        at = int(20 + speed * t)
+        y, x = (at, lane + 40) if vertical else (lane, at + 30)
+        f[y : y + size, x : x + size][mask] = colour
+        frames.append(f + rng.normal(0, 4, f.shape))
+    return np.clip(np.stack(frames), 0, 255).astype(np.uint8)
+
+
+def test_colormotion_silhouette_tells_outlines_apart_whatever_size_colour_or_direction():
+    ex = create_extractor("colormotion")
+    # blue on a lighter blue and yellow on beige share the colour group's hue bins with their backgrounds
+    pairs = [((40, 80, 225), (110, 170, 235)), ((235, 215, 40), (210, 185, 130)), (RED, (60, 130, 50))]
+    labels, clips = [], []
+    for outline in ("disc", "box", "plus"):
+        for i, (colour, background) in enumerate(pairs):
+            for size, vertical in ((24, False), (34, True)):
+                clips.append(_outline_crossing(outline, size, colour, background, vertical, seed=i * 10 + size))
+                labels.append(outline)
+    feats = ex(np.stack(clips))
+    a, b = ex.groups["silhouette"]
+    assert np.abs(feats[:, a:b]).sum(axis=1).min() > 0  # every slow, near-coloured subject is found
+    assert nearest_neighbour_accuracy(feats[:, a:b], labels) == 1.0
+    s0, s1 = ex.groups["subject"]
+    assert nearest_neighbour_accuracy(feats[:, s0:s1], labels) < 1.0  # edge directions alone confuse them
+    still = np.repeat(np.stack(clips[:2])[:, :1], CLIP_FRAMES, axis=1)
+    assert np.abs(ex(still)[:, a:b]).max() == 0.0  # nothing moves: no outline

@@ -1,6 +1,6 @@
 """`colormotion`: a weights-free clip descriptor, fast on CPU (numpy only).
 
-Four named groups, each built so that Euclidean distance means something and each
+Named groups, each built so that Euclidean distance means something and each
 group's norm is about 1 (so none dominates when the whole vector is used):
 
 - colour (28): hue x brightness histogram of chromatic pixels (12 x 2) plus a 4-bin
@@ -8,7 +8,7 @@ group's norm is about 1 (so none dominates when the whole vector is used):
 - layout (48): mean opponent colour (luma, red-green, yellow-blue) on a 4x4 grid.
 - shape (40): gradient-orientation histograms (8 unsigned bins) of the whole frame and
   of its 2x2 quadrants, averaged over three frames, square-rooted.
-- motion (24): block-matching flow between consecutive frames (0.05 s apart): magnitude-weighted
+- motion (24): block-matching flow between frames 0.1 s apart, in px per frame: magnitude-weighted
   direction histogram (8), speed histogram (4), mean flow (2), mean flow per quadrant (8),
   frame-difference energy mean and spread (2).
 - subject (36): what moves, apart from where it is. The colour histogram (28) and the
@@ -20,6 +20,12 @@ group's norm is about 1 (so none dominates when the whole vector is used):
 - heading (8): which way the moving blocks go: their flow directions (8 bins of 45 degrees),
   counted per block whatever its speed or place and normalised, square-rooted. The motion group
   mixes direction with speed and position; as a separate group direction gets a word of its own.
+- silhouette (18): the outline of what moves, whatever its size or place. The pixels near the
+  moving blocks whose colour (on a fine RGB grid) is over-represented there form a mask; its
+  bounding box is cut into a 4x4 grid and each cell's filled fraction recorded, with the mask's
+  extent (area over box area) and aspect ratio. A disc, a box, a wedge and a cross fill the grid
+  differently; edge-direction histograms alone cannot tell a box from a cross. Averaged over
+  three frames; all zero when nothing moves.
 
 Nothing here is tuned to any corpus: the bins are uniform and the scales physical
 (fractions of the frame, pixels per frame).
@@ -52,7 +58,9 @@ SHAPE_FLAT_ENERGY = 0.02  # gradient magnitude per pixel that counts as "some te
 # motion
 # Flow runs at half resolution (80x60): fast, and larger motions stay in the search range.
 FLOW_BLOCK = 8  # pixels (at flow resolution) per matched block
-FLOW_RADIUS = 3  # px/frame searched at flow resolution (3 px at 80 px wide = 0.75 frame widths per second)
+FLOW_STEP = 2  # frames between the two frames matched: at 0.05 s a walking pace (under 1 px at flow
+# resolution) reads as still; at 0.1 s it moves a pixel or more
+FLOW_RADIUS = 3  # px per FLOW_STEP searched at flow resolution (3 px at 80 px wide: 0.375 frame widths per second)
 FLOW_SHIFT_PENALTY = 0.004  # SAD per pixel per px of shift: ties and noise go to the smaller shift
 FLOW_MIN_TEXTURE = 0.01  # mean |gradient| of a block below which its motion is unknowable
 DIR_BINS = 8  # motion direction, 45 degrees each
@@ -67,8 +75,13 @@ GROUP_DIMS = {
     "motion": DIR_BINS + len(SPEED_EDGES) + 1 + 2 + 8 + 2,
     "subject": HUE_BINS * CHROMA_VALUE_BINS + GREY_BINS + ORIENT_BINS,
     "heading": DIR_BINS,
+    "silhouette": 4 * 4 + 2,
 }
 SUBJECT_MIN_MASS = 0.02  # excess probability mass below which nothing stands out where things move
+SILHOUETTE_GRID = 4  # cells per side of the subject's bounding box
+SILHOUETTE_RGB_BITS = 3  # bits per channel of the fine colour grid the subject's mask is cut on
+SILHOUETTE_CONTRAST = 3.0  # how many times as common in the moving blocks as in the frame a subject colour is
+SILHOUETTE_MIN_PIXELS = 12  # fewer mask pixels (at input resolution) than this: no outline to describe
 
 
 def _group_slices() -> dict[str, tuple[int, int]]:
@@ -165,17 +178,18 @@ def shape_features(gray: np.ndarray) -> np.ndarray:
     return np.sqrt(hists).reshape(b, -1) / np.sqrt(5)
 
 
-def block_flow(gray: np.ndarray) -> np.ndarray:
-    """Block-matching flow between consecutive frames (exhaustive search, sum of absolute differences).
+def block_flow(planes: np.ndarray) -> np.ndarray:
+    """Block-matching flow between frames FLOW_STEP apart (exhaustive search, sum of absolute differences).
 
-    gray: (B, T, h, w) in [0, 1] at flow resolution -> (B, T//2, by, bx, 2) as (dx, dy) in px/frame. Blocks without texture get zero flow; ties prefer the smaller shift, so an edge
-    moving along itself reads as its normal motion and a still scene as still.
+    planes: (B, T, C, h, w) in about [0, 1] at flow resolution (luma and opponent colours: a red object on
+    green grass has the grass's luma) -> (B, P, by, bx, 2) as (dx, dy) in px/frame, pair k matching frame
+    k * FLOW_STEP with the one FLOW_STEP later. Blocks without texture get zero flow; ties prefer the
+    smaller shift, so an edge moving along itself reads as its normal motion and a still scene as still.
     """
-    # Disjoint pairs (0,1), (2,3), ...: half the work of all consecutive pairs, same 0.05 s step.
-    f0, f1 = gray[:, 0:-1:2], gray[:, 1::2]
+    f0, f1 = planes[:, 0:-FLOW_STEP:FLOW_STEP], planes[:, FLOW_STEP::FLOW_STEP]
     b, t = f0.shape[:2]
     r = FLOW_RADIUS
-    hh, ww = gray.shape[-2] - 2 * r, gray.shape[-1] - 2 * r
+    hh, ww = planes.shape[-2] - 2 * r, planes.shape[-1] - 2 * r
     by, bx = hh // FLOW_BLOCK, ww // FLOW_BLOCK
     hh, ww = by * FLOW_BLOCK, bx * FLOW_BLOCK
 
@@ -185,14 +199,14 @@ def block_flow(gray: np.ndarray) -> np.ndarray:
     ref = f0[..., r : r + hh, r : r + ww]
     shifts = [(dx, dy) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
     cost = np.stack(
-        [block_sum(np.abs(f1[..., r + dy : r + dy + hh, r + dx : r + dx + ww] - ref)) for dx, dy in shifts]
+        [block_sum(np.abs(f1[..., r + dy : r + dy + hh, r + dx : r + dx + ww] - ref).sum(axis=2)) for dx, dy in shifts]
     )  # (S, B, P, by, bx)
     norms = np.array([np.hypot(dx, dy) for dx, dy in shifts])
     cost = cost + (FLOW_SHIFT_PENALTY * FLOW_BLOCK * FLOW_BLOCK) * norms[:, None, None, None, None]
-    best = np.asarray(shifts, np.float64)[cost.argmin(axis=0)]  # (B, P, by, bx, 2)
+    best = np.asarray(shifts, np.float64)[cost.argmin(axis=0)] / FLOW_STEP  # (B, P, by, bx, 2) px/frame
     gx = np.abs(np.diff(ref, axis=-1))[..., :-1, :]
     gy = np.abs(np.diff(ref, axis=-2))[..., :, :-1]
-    texture = block_sum(np.pad(gx + gy, [(0, 0)] * 2 + [(0, 1), (0, 1)])) / (FLOW_BLOCK * FLOW_BLOCK)
+    texture = block_sum(np.pad((gx + gy).sum(axis=2), [(0, 0)] * 2 + [(0, 1), (0, 1)])) / (FLOW_BLOCK * FLOW_BLOCK)
     return np.where((texture > FLOW_MIN_TEXTURE)[..., None], best, 0.0)
 
 
@@ -259,7 +273,7 @@ def subject_features(rgb: np.ndarray, gray: np.ndarray, flow: np.ndarray) -> np.
     moving = (np.abs(flow).sum(-1) > 0).reshape(b, p, -1)  # (B, P, blocks)
     block = _block_pixels(h, w, by, bx)  # (h, w)
     inside = block >= 0
-    frames = np.arange(p) * 2  # the first frame of each flow pair: the one the blocks were matched in
+    frames = np.arange(p) * FLOW_STEP  # the first frame of each flow pair: the one the blocks were matched in
     weight = np.where(inside[None, None], moving[:, :, np.maximum(block, 0)], False).astype(np.float64)  # (B, P, h, w)
     cbins = colour_bins(rgb[:, frames])  # (B, P, h, w)
     n_col = GROUP_DIMS["colour"]
@@ -275,6 +289,80 @@ def subject_features(rgb: np.ndarray, gray: np.ndarray, flow: np.ndarray) -> np.
     return np.concatenate([col, ori], axis=1) / np.sqrt(2)
 
 
+def _open3(mask: np.ndarray) -> np.ndarray:
+    """Morphological opening with a 3x3 square: drops specks (background pixels that share the subject's
+    colour bin through noise) and keeps anything at least 3 pixels thick."""
+    def erode(m: np.ndarray) -> np.ndarray:
+        p = np.pad(m, 1)
+        return np.logical_and.reduce([p[dy : dy + m.shape[0], dx : dx + m.shape[1]] for dy in range(3) for dx in range(3)])
+
+    def dilate(m: np.ndarray) -> np.ndarray:
+        p = np.pad(m, 1)
+        return np.logical_or.reduce([p[dy : dy + m.shape[0], dx : dx + m.shape[1]] for dy in range(3) for dx in range(3)])
+
+    return dilate(erode(mask))
+
+
+def _outline(mask: np.ndarray) -> np.ndarray | None:
+    """(H, W) bool -> (18,): 4x4 fill fractions of the mask's bounding box, extent, aspect (None if too small)."""
+    ys, xs = np.nonzero(_open3(mask))
+    if len(ys) < SILHOUETTE_MIN_PIXELS:
+        return None
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    g = SILHOUETTE_GRID
+    # each mask pixel's cell in the box, then the fraction of each cell's pixels that are filled
+    cy = np.minimum((ys - y0) * g // (y1 - y0), g - 1)
+    cx = np.minimum((xs - x0) * g // (x1 - x0), g - 1)
+    filled = np.bincount(cy * g + cx, minlength=g * g).astype(np.float64)
+    rows = np.bincount(np.minimum(np.arange(y1 - y0) * g // (y1 - y0), g - 1), minlength=g)
+    cols = np.bincount(np.minimum(np.arange(x1 - x0) * g // (x1 - x0), g - 1), minlength=g)
+    fill = filled / np.maximum(np.outer(rows, cols).ravel(), 1)
+    extent = len(ys) / ((y1 - y0) * (x1 - x0))
+    aspect = np.tanh(np.log((x1 - x0) / (y1 - y0)))
+    return np.concatenate([fill / g, [extent, aspect]])
+
+
+def silhouette_features(rgb: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """rgb (B, 3, H, W, 3) uint8 at input resolution, the first frames of flow pairs 0, P//2 and P-1;
+    flow (B, P, by, bx, 2) at half resolution -> (B, 18).
+
+    The subject's colours are those at least SILHOUETTE_CONTRAST times as common in the moving blocks as
+    in the whole frame, on a fine RGB grid (the colour group's 30-degree hue bins put a blue ball and a
+    blue sky in one bin)."""
+    b, _, h, w, _ = rgb.shape
+    p, by, bx = flow.shape[1:4]
+    scale = FLOW_BLOCK * 2  # input pixels per flow block side
+    off = 2 * FLOW_RADIUS  # input pixels left of (and above) the first flow block
+    q = rgb >> (8 - SILHOUETTE_RGB_BITS)
+    fine = ((q[..., 0].astype(np.int64) << 2 * SILHOUETTE_RGB_BITS) | (q[..., 1].astype(np.int64) << SILHOUETTE_RGB_BITS)
+            | q[..., 2])  # (B, 3, H, W) fine colour bin
+    n_bins = 1 << 3 * SILHOUETTE_RGB_BITS
+    out = np.zeros((b, GROUP_DIMS["silhouette"]))
+    for i in range(b):
+        descs = []
+        for k, pair in enumerate((0, p // 2, p - 1)):
+            moving = np.abs(flow[i, pair]).sum(-1) > 0  # (by, bx)
+            if not moving.any():
+                continue
+            inside = np.zeros((h, w), bool)
+            inside[off : off + by * scale, off : off + bx * scale] = np.kron(moving, np.ones((scale, scale), bool))
+            p_m = np.bincount(fine[i, k][inside], minlength=n_bins) / inside.sum()
+            p_w = np.bincount(fine[i, k].ravel(), minlength=n_bins) / (h * w)
+            subject = (p_m >= SILHOUETTE_CONTRAST * p_w) & (p_m > 0)
+            # the moving blocks' box, one block wider each way: the subject's flat interior may not move
+            my, mx = np.nonzero(moving)
+            y0, y1 = max(off + (my.min() - 1) * scale, 0), min(off + (my.max() + 2) * scale, h)
+            x0, x1 = max(off + (mx.min() - 1) * scale, 0), min(off + (mx.max() + 2) * scale, w)
+            mask = np.zeros((h, w), bool)
+            mask[y0:y1, x0:x1] = subject[fine[i, k, y0:y1, x0:x1]]
+            outline = _outline(mask)
+            if outline is not None:
+                descs.append(outline)
+        if descs:
+            out[i] = np.mean(descs, axis=0)
+    return out / np.sqrt(2)  # norm about 1, like the other groups
+
+
 def heading_features(flow: np.ndarray) -> np.ndarray:
     """flow (B, P, by, bx, 2) -> (B, 8): the direction distribution of the moving blocks (0 if none)."""
     moving = np.abs(flow).sum(-1).reshape(len(flow), -1) > 0
@@ -286,6 +374,12 @@ def _luma(rgb: np.ndarray, full_scale: float) -> np.ndarray:
     """(..., 3) -> (...) float32 Rec. 601 luma in [0, 1]; per-channel products beat a matmul here."""
     w = np.array([0.299, 0.587, 0.114], np.float32) / np.float32(full_scale)
     return rgb[..., 0] * w[0] + rgb[..., 1] * w[1] + rgb[..., 2] * w[2]
+
+
+def _opponent(rgb: np.ndarray, full_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(..., 3) -> red-green and yellow-blue opponent channels (...) float32, half scale: about [-0.5, 0.5]."""
+    x = rgb.astype(np.float32) / np.float32(2 * full_scale)
+    return x[..., 0] - x[..., 1], (x[..., 0] + x[..., 1]) / 2 - x[..., 2]
 
 
 class ColorMotion(ClipFeatureExtractor):
@@ -312,8 +406,11 @@ class ColorMotion(ClipFeatureExtractor):
         for dy, dx in ((1, 0), (0, 1), (1, 1)):
             quad += clips[:, :, dy:hh:2, dx:ww:2]
         small = _luma(quad, 4 * 255.0)  # (B, T, H/2, W/2)
-        flow = block_flow(small)  # (B, T//2, by, bx, 2)
+        flow = block_flow(np.stack([small, *_opponent(quad, 4 * 255.0)], axis=2))  # (B, P, by, bx, 2)
         small_rgb = (quad >> 2).astype(np.uint8)  # the same 2x2 box means, in colour
+        p = flow.shape[1]
+        outline_frames = clips[:, [0, FLOW_STEP * (p // 2), FLOW_STEP * (p - 1)]]  # first frames of three flow pairs
         parts = [colour_features(sample), layout_features(sample), shape_features(shape_frames),
-                 motion_features(small, flow), subject_features(small_rgb, small, flow), heading_features(flow)]
+                 motion_features(small, flow), subject_features(small_rgb, small, flow), heading_features(flow),
+                 silhouette_features(outline_frames, flow)]
         return np.concatenate(parts, axis=1).astype(np.float32)
