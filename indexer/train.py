@@ -31,6 +31,7 @@ class TrainError(RuntimeError):
 class TrainOptions:
     steps: int = 300  # optimizer steps
     batch_size: int = 8  # sentence windows per micro-batch
+    itc_batch_size: int = 32  # sentence windows in the contrastive loss (the batch's and more)
     grad_accum: int = 1  # micro-batches per step
     lr: float = 5e-4  # encoder peak learning rate: at 5e-5 the shared text side barely adapts and the video side only memorises (sample archive: video-only R@10 0.14 -> 0.71)
     head_lr: float = 5e-4  # fresh heads' peak learning rate
@@ -50,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainOptions()
     parser.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"sentence windows per batch (default {d.batch_size})")
+    parser.add_argument("--itc-batch-size", type=int, default=d.itc_batch_size,
+                        help=f"sentence windows in the contrastive loss, the batch's and more (default {d.itc_batch_size})")
     parser.add_argument("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per step (default 1)")
     parser.add_argument("--lr", type=float, default=d.lr, help=f"encoder peak learning rate (default {d.lr})")
     parser.add_argument("--head-lr", type=float, default=d.head_lr, help=f"heads' peak learning rate (default {d.head_lr})")
@@ -148,7 +151,8 @@ def train(data_dir: Path, options: TrainOptions, device: str = "cpu", progress: 
     resume = not options.fresh and has_training_state(out)
     if resume and read_config(out)["model"] != model.cfg.to_dict():
         raise TrainError(f"{out} holds a model of another shape (vocabulary refitted?): use --fresh to start over")
-    popts = PretrainOptions(steps=options.steps, batch_size=options.batch_size, grad_accum=options.grad_accum,
+    popts = PretrainOptions(steps=options.steps, batch_size=options.batch_size,
+                            itc_batch_size=options.itc_batch_size, grad_accum=options.grad_accum,
                             lr=options.lr, head_lr=options.head_lr, seed=options.seed,
                             checkpoint_every=options.checkpoint_every, eval_every=options.eval_every,
                             progress=progress)
@@ -168,7 +172,8 @@ def run(args: argparse.Namespace, settings) -> int:
     from model.checkpoint import CheckpointError
     from model.pretrain_data import PretrainDataError
 
-    options = TrainOptions(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
+    options = TrainOptions(steps=args.steps, batch_size=args.batch_size, itc_batch_size=args.itc_batch_size,
+                           grad_accum=args.grad_accum, lr=args.lr,
                            head_lr=args.head_lr, max_len=args.max_len, bert=args.bert, layers=args.layers,
                            vocab_mode=args.vocab_mode,
                            fresh=args.fresh, seed=args.seed, checkpoint_every=args.checkpoint_every,

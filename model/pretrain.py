@@ -42,6 +42,11 @@ EVAL_SEED_OFFSET = 7_919  # eval draws use (seed + this) so they never coincide 
 class PretrainOptions:
     steps: int = 300  # optimizer steps
     batch_size: int = 8  # sentence windows per micro-batch (the joint pass holds ~3x this + silent)
+    noisy_pairs: float = 0.25  # share of a batch's sentence-window pairs, those with the highest loss,
+    # left out of the contrastive and alignment losses (see Pretrainer._small_loss_mean)
+    itc_batch_size: int = 32  # sentence windows in the contrastive loss (the batch's, then more): the
+    # single-modality passes are cheap, and among 31 negatives some share the colour or the motion, so
+    # the vectors must encode the whole description, not one attribute of it
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 5e-4  # peak learning rate (AdamW); see TrainOptions.lr
     head_lr: float = 5e-4  # peak learning rate of the fresh heads, projection and visual-word rows' head
@@ -121,14 +126,23 @@ class Pretrainer:
         out = self.model(**batch.model_inputs())
         return self.model.embed(out.hidden, batch.attention_mask)
 
-    def _itc(self, t: torch.Tensor, v: torch.Tensor, same: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _itc(self, t: torch.Tensor, v: torch.Tensor, same: torch.Tensor, noisy: float) -> tuple[torch.Tensor, torch.Tensor]:
         # t, v: (B, E) unit vectors; same: (B, B) bool, True where windows overlap (positives)
         sim = t @ v.t()  # (B, B) cosine
         logits = sim * self.model.temperature_scale()
         target = same.float() / same.float().sum(1, keepdim=True)
-        loss = (torch.sum(-target * F.log_softmax(logits, 1), 1).mean()
-                + torch.sum(-target.t() * F.log_softmax(logits.t(), 1), 1).mean()) / 2
-        return loss, sim.detach()
+        per_pair = (torch.sum(-target * F.log_softmax(logits, 1), 1)
+                    + torch.sum(-target.t() * F.log_softmax(logits.t(), 1), 1)) / 2
+        return self._small_loss_mean(per_pair, noisy), sim.detach()
+
+    @staticmethod
+    def _small_loss_mean(losses: torch.Tensor, noisy: float) -> torch.Tensor:
+        """Mean of the (1 - noisy_pairs) smallest losses: the small-loss trick for noisy labels. Narration
+        that does not describe its pictures ("thank you for watching") keeps a high loss; trained on, it
+        pulls those pictures towards the chatter and teaches the alignment head that they match no
+        description, which buries exactly the moments only the pictures can find."""
+        keep = max(1, len(losses) - int(noisy * len(losses)))
+        return torch.topk(losses, keep, largest=False).values.mean()
 
     def _hard_negatives(self, sim: torch.Tensor, same: torch.Tensor, gen: torch.Generator) -> list[int | None]:
         """For each sentence, a batch video drawn with probability softmax(sim) among non-overlapping ones."""
@@ -139,30 +153,33 @@ class Pretrainer:
             out.append(int(torch.multinomial(row, 1, generator=gen)) if row.sum() > 0 else None)
         return out
 
-    def losses(self, ex: StepExamples, gen: torch.Generator, hard: bool = True) -> tuple[torch.Tensor, dict]:
+    def losses(self, ex: StepExamples, gen: torch.Generator, training: bool = True) -> tuple[torch.Tensor, dict]:
         """Weighted total loss and per-loss / accuracy metrics for one micro-batch."""
         o = self.opts
         pos = ex.positives
         b = len(pos)
-        text_ids = self.tok.text_ids([p.text for p in pos])
-        same = torch.from_numpy(overlap_matrix(pos)).to(self.device)
+        pairs = pos + ex.contrastive  # the contrastive loss sees more pairs than the joint pass
+        text_ids = self.tok.text_ids([p.text for p in pairs])
+        same = torch.from_numpy(overlap_matrix(pairs)).to(self.device)
         metrics: dict[str, float] = {}
         n_tokens = 0
 
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            tb = self._batch(text_ids, [None] * b)
-            vb = self._batch([None] * b, [p.video for p in pos])
+            tb = self._batch(text_ids, [None] * len(pairs))
+            vb = self._batch([None] * len(pairs), [p.video for p in pairs])
             n_tokens += tb.n_tokens + vb.n_tokens
-            itc, sim = self._itc(self._encode(tb), self._encode(vb), same)
+            noisy = o.noisy_pairs if training else 0.0  # held-out evaluation scores every pair
+            itc, sim = self._itc(self._encode(tb), self._encode(vb), same, noisy)
+            text_ids = text_ids[:b]
 
             texts: list[list[int] | None] = list(text_ids) + list(text_ids)
             videos: list[np.ndarray | None] = [p.video for p in pos] + list(ex.random_negative_videos)
             labels = [1] * b + [0] * b
-            if hard and o.hard_negatives and b > 1:
-                for i, j in enumerate(self._hard_negatives(sim, same, gen)):
+            if training and o.hard_negatives and len(pairs) > 1:
+                for i, j in enumerate(self._hard_negatives(sim[:b], same[:b], gen)):
                     if j is not None:
                         texts.append(text_ids[i])
-                        videos.append(pos[j].video)
+                        videos.append(pairs[j].video)
                         labels.append(0)
             texts += [None] * len(ex.silent_videos)
             videos += list(ex.silent_videos)
@@ -181,7 +198,10 @@ class Pretrainer:
             pair = scored != IGNORE_INDEX
             align_logits = self.model.align_logits(out, jb.text_mask, jb.visual_mask)[pair]
             target = scored[pair].float()
-            align = F.binary_cross_entropy_with_logits(align_logits, target)
+            bce = F.binary_cross_entropy_with_logits(align_logits, target, reduction="none")
+            is_pos = target > 0.5  # leave the noisiest positives out, keep every negative
+            pos_sum = self._small_loss_mean(bce[is_pos], noisy) * is_pos.sum() if bool(is_pos.any()) else 0.0
+            align = (pos_sum + bce[~is_pos].sum()) / len(bce)
             metrics["align_acc"] = float(((align_logits > 0).float() == target).float().mean())
             mlm, metrics["mlm_acc"] = self._token_loss(out.hidden, mlm_labels, self.model.mlm_logits)
             mvm, metrics["mvm_acc"] = self._token_loss(out.hidden, mvm_labels, self.model.mvm_logits)
@@ -221,7 +241,7 @@ class Pretrainer:
             rng = np.random.default_rng(seed)
             gen = torch.Generator().manual_seed(seed)
             n_silent = int(round(o.batch_size * o.silent_fraction))
-            ex = self.data.sample_step(rng, o.batch_size, n_silent)
+            ex = self.data.sample_step(rng, o.batch_size, n_silent, o.itc_batch_size)
             total, metrics = self.losses(ex, gen)
             (total / o.grad_accum).backward()
             for k, v in metrics.items():
@@ -253,7 +273,7 @@ class Pretrainer:
             chunk = positives[lo: lo + self.opts.batch_size]
             ex = StepExamples(chunk, [v for v, _ in negs[lo: lo + len(chunk)]],
                               [s for _, s in negs[lo: lo + len(chunk)]], [])
-            _, metrics = self.losses(ex, gen, hard=False)
+            _, metrics = self.losses(ex, gen, training=False)
             for k, v in metrics.items():
                 if k != "tokens" and not math.isnan(v):
                     totals[k] = totals.get(k, 0.0) + v * len(chunk)

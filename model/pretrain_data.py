@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -64,6 +64,7 @@ class StepExamples:
     random_negative_videos: list[np.ndarray]  # one per positive: tokens of a non-overlapping window
     random_negative_spans: list[tuple[str, float, float]]  # where each random negative came from
     silent_videos: list[np.ndarray]  # video-only examples (MVM only)
+    contrastive: list[PairExample] = field(default_factory=list)  # more pairs for the contrastive loss only
 
 
 def _column(table, name: str) -> list:
@@ -200,18 +201,22 @@ class PretrainData:
                 return self.tokens[rows], (w.video_id, w.start, w.end)
         raise PretrainDataError("every window overlaps the positive: need at least two distinct moments")
 
-    def sample_step(self, rng: np.random.Generator, batch_size: int, n_silent: int) -> StepExamples:
+    def sample_step(self, rng: np.random.Generator, batch_size: int, n_silent: int,
+                    n_contrastive: int = 0) -> StepExamples:
         """One training step's examples: `batch_size` augmented positives (distinct windows when
-        possible), one random negative each, and up to `n_silent` video-only windows."""
+        possible), one random negative each, up to `n_silent` video-only windows, and positives up to
+        `n_contrastive` in all for the contrastive loss."""
         n = len(self.train)
-        idx = rng.choice(n, size=batch_size, replace=batch_size > n)
-        positives = [self.positive(self.train, int(i), rng) for i in idx]
+        total = max(batch_size, n_contrastive)
+        idx = rng.choice(n, size=total, replace=total > n)
+        pairs = [self.positive(self.train, int(i), rng) for i in idx]
+        positives, contrastive = pairs[:batch_size], pairs[batch_size:]
         negs = [self.random_negative(self.train, p, rng) for p in positives]
         silent = []
         if self.silent_train and n_silent > 0:
             pick = rng.choice(len(self.silent_train), size=n_silent, replace=n_silent > len(self.silent_train))
             silent = [self.tokens[self._subsample(self.silent_train[int(k)].clips, rng)] for k in pick]
-        return StepExamples(positives, [v for v, _ in negs], [s for _, s in negs], silent)
+        return StepExamples(positives, [v for v, _ in negs], [s for _, s in negs], silent, contrastive)
 
 
 def spans_overlap(vid_a: str, start_a: float, end_a: float, vid_b: str, start_b: float, end_b: float) -> bool:

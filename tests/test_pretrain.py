@@ -7,6 +7,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+import torch
 from videobert_synth import archive, tiny_model, tiny_tokenizer
 
 from model.pretrain import Pretrainer, PretrainOptions, lr_factor
@@ -69,6 +70,11 @@ def test_step_examples_and_augmentations(tables):
     assert lengths / 400 < 2.0  # subsampling thins clips on average
     same = overlap_matrix(ex.positives)
     assert same.diagonal().all() and (same == same.T).all()
+    # the contrastive loss gets more pairs than the joint pass; the joint pass's come first, unchanged
+    again = data.sample_step(np.random.default_rng(1), batch_size=4, n_silent=0, n_contrastive=10)
+    assert len(again.positives) == len(again.random_negative_videos) == 4 and len(again.contrastive) == 6
+    spans = {(p.video_id, p.start, p.end) for p in again.positives + again.contrastive}
+    assert len(spans) >= 9  # distinct windows (at most one repeat from augmentation joining neighbours)
 
 
 def test_bad_tables_give_clear_errors(tables):
@@ -112,8 +118,9 @@ def test_stop_and_resume_reproduces_the_uninterrupted_run(tok, tables, tmp_path)
 def test_tiny_archive_overfits(tok, tables):
     sentences, clips, tokens = tables
     data = PretrainData(sentences, clips, tokens, DataOptions(held_out_fraction=0.0))
+    # every pair here is true, so none is left out as noisy: the model must fit them all
     opts = PretrainOptions(steps=500, batch_size=8, lr=2e-3, head_lr=2e-3, warmup_steps=10, eval_every=0,
-                           progress=False)
+                           noisy_pairs=0.0, progress=False)
     trainer = Pretrainer(tiny_model(tok, hidden=64), tok, data, opts)
     before = trainer.evaluate("train")
     trainer.fit()
@@ -122,3 +129,12 @@ def test_tiny_archive_overfits(tok, tables):
         assert after[name] < 0.5 * before[name], (name, before[name], after[name])
     assert after["align_acc"] > 0.9
     assert after["mlm_acc"] > 0.8 and after["mvm_acc"] > 0.6
+
+
+def test_small_loss_trick_leaves_out_the_worst_fitting_pairs():
+    losses = torch.tensor([0.1, 5.0, 0.3, 0.2, 4.0, 0.4, 0.5, 0.6], requires_grad=True)
+    mean = Pretrainer._small_loss_mean(losses, 0.25)  # 2 of 8 left out: the two chatter-like outliers
+    assert mean.item() == pytest.approx((0.1 + 0.3 + 0.2 + 0.4 + 0.5 + 0.6) / 6)
+    mean.backward()
+    assert losses.grad[1] == 0 and losses.grad[4] == 0 and (losses.grad[[0, 2, 3, 5, 6, 7]] > 0).all()
+    assert Pretrainer._small_loss_mean(losses, 0.0).item() == pytest.approx(losses.mean().item())
