@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ EVAL_SEED_OFFSET = 7_919  # eval draws use (seed + this) so they never coincide 
 class PretrainOptions:
     steps: int = 300  # optimizer steps
     batch_size: int = 8  # sentence windows per micro-batch (the joint pass holds ~3x this + silent)
+    itc_group_dropout: float = 0.5  # chance that a feature group's words are hidden from a contrastive video
     noisy_pairs: float = 0.25  # share of a batch's sentence-window pairs, those with the highest loss,
     # left out of the contrastive and alignment losses (see Pretrainer._small_loss_mean)
     itc_batch_size: int = 32  # sentence windows in the contrastive loss (the batch's, then more): the
@@ -135,6 +136,20 @@ class Pretrainer:
                     + torch.sum(-target.t() * F.log_softmax(logits.t(), 1), 1)) / 2
         return self._small_loss_mean(per_pair, noisy), sim.detach()
 
+    def _drop_groups(self, batch: Batch, gen: torch.Generator) -> Batch:
+        """Hide each feature group's visual words from a video with probability itc_group_dropout (never
+        all of them). The words of all groups together single out one scene, so the contrastive loss
+        could be met by memorising scenes; seeing a random part of them it must tie each description
+        to the groups that show it, which is what finds scenes no narration describes."""
+        n_groups = self.tok.tokens_per_clip
+        if n_groups < 2 or self.opts.itc_group_dropout <= 0:
+            return batch
+        drop = torch.rand(batch.input_ids.shape[0], n_groups, generator=gen) < self.opts.itc_group_dropout
+        drop[drop.all(1)] = False
+        drop = F.pad(drop, (1, 0)).to(batch.group_ids.device)  # column 0: not a visual word, never hidden
+        hide = torch.gather(drop, 1, batch.group_ids)
+        return replace(batch, attention_mask=batch.attention_mask.masked_fill(hide, 0))
+
     @staticmethod
     def _small_loss_mean(losses: torch.Tensor, noisy: float) -> torch.Tensor:
         """Mean of the (1 - noisy_pairs) smallest losses: the small-loss trick for noisy labels. Narration
@@ -167,6 +182,8 @@ class Pretrainer:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
             tb = self._batch(text_ids, [None] * len(pairs))
             vb = self._batch([None] * len(pairs), [p.video for p in pairs])
+            if training:
+                vb = self._drop_groups(vb, gen)
             n_tokens += tb.n_tokens + vb.n_tokens
             noisy = o.noisy_pairs if training else 0.0  # held-out evaluation scores every pair
             itc, sim = self._itc(self._encode(tb), self._encode(vb), same, noisy)
@@ -234,7 +251,7 @@ class Pretrainer:
         o = self.opts
         self.model.train()
         f = self._set_lr(step)
-        sums: dict[str, float] = {}
+        seen: dict[str, list[float]] = {}
         for micro in range(o.grad_accum):
             seed = _step_seed(o.seed, step, micro)
             torch.manual_seed(seed)  # dropout
@@ -245,11 +262,15 @@ class Pretrainer:
             total, metrics = self.losses(ex, gen)
             (total / o.grad_accum).backward()
             for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + (v / o.grad_accum if k != "tokens" else v)
+                seen.setdefault(k, []).append(v)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return {"step": step + 1, "lr_factor": f, "grad_norm": float(grad_norm), **sums}
+        # tokens add up; the rest average over the micro-batches that had any (an accuracy with no masked
+        # word in a micro-batch is nan, and nan would also make two identical runs compare unequal)
+        metrics = {k: float(sum(v)) if k == "tokens" else float(np.nanmean(v)) if not np.isnan(v).all() else 0.0
+                   for k, v in seen.items()}
+        return {"step": step + 1, "lr_factor": f, "grad_norm": float(grad_norm), **metrics}
 
     @torch.no_grad()
     def evaluate(self, split: str = "held_out", max_pairs: int | None = None) -> dict[str, float]:
