@@ -21,7 +21,7 @@ DEPTH = 50  # ranks looked at; a query with no hit in them gets rank DEPTH + 1
 
 # name -> how the engine ranks (the ablations of the issue, side by side)
 CONFIGS: dict[str, dict] = {
-    "transcript only": {"channels": ("text",), "rerank": False, "visual_slots": False},
+    "transcript only": {"channels": ("text",), "rerank": False, "text_weight": 1.0},
     "encoder vectors only": {"channels": ("video",), "rerank": False},
     "+ alignment rerank": {"channels": ("video",), "rerank": True},
     "full system": {},

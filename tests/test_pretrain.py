@@ -138,3 +138,20 @@ def test_small_loss_trick_leaves_out_the_worst_fitting_pairs():
     mean.backward()
     assert losses.grad[1] == 0 and losses.grad[4] == 0 and (losses.grad[[0, 2, 3, 5, 6, 7]] > 0).all()
     assert Pretrainer._small_loss_mean(losses, 0.0).item() == pytest.approx(losses.mean().item())
+
+
+def test_contrastive_videos_hide_whole_feature_groups_never_all(tok, tables):
+    trainer = _trainer(tok, tables, 1, itc_group_dropout=0.5)
+    videos = [np.arange(i, i + 12).reshape(4, 3) % tok.n_visual_words for i in range(64)]
+    batch = trainer._batch([None] * 64, videos)
+    hidden = trainer._drop_groups(batch, torch.Generator().manual_seed(0))
+    shown = hidden.attention_mask.bool()
+    assert (shown[~batch.visual_mask] == batch.attention_mask.bool()[~batch.visual_mask]).all()  # specials stay
+    per_group = torch.stack([(shown & (batch.group_ids == g)).any(1) for g in (1, 2, 3)], 1)  # (64, 3)
+    for g in (1, 2, 3):  # a group is shown or hidden in every clip of a video alike
+        words = batch.group_ids == g
+        assert ((shown & words).sum(1) == per_group[:, g - 1] * words.sum(1)).all()
+    assert per_group.any(1).all() and not per_group.all(1).all()  # never all hidden, sometimes some
+    assert 0.3 < 1 - per_group.float().mean() < 0.6  # about half the groups hidden
+    off = _trainer(tok, tables, 1, itc_group_dropout=0.0)._drop_groups(batch, torch.Generator())
+    assert torch.equal(off.attention_mask, batch.attention_mask)
