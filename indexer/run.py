@@ -25,6 +25,7 @@ the catalog and the store consistent: the next run picks up where it stopped.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -42,6 +43,7 @@ from indexer.discover import ProbeError, discover, probe
 from indexer.ingest import IngestOptions, VisualStage, video_row
 from indexer.pipeline import FileJob, Stage, StageTimer
 from indexer.searchindex import prune_missing
+from model.features import feature_groups
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +168,10 @@ def _catalog_by_path(catalog: Catalog) -> tuple[dict[str, dict], dict[str, dict]
 
 def _unchanged(row: dict | None, path: Path, settings) -> bool:
     if row is None or row.get("features") != settings.features or row.get("asr") != settings.asr:
+        return False
+    # an extractor whose groups changed between versions (colormotion gained some) re-extracts
+    if row.get("feature_groups") and json.loads(row["feature_groups"]) != {
+            k: list(v) for k, v in feature_groups(settings.features).items()}:
         return False
     try:
         st = path.stat()

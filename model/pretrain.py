@@ -1,14 +1,17 @@
 """VideoBERT pretraining: MLM + MVM + alignment + contrastive, with exact resume.
 
-One step (per micro-batch of B sentence windows):
-  1. text-only and video-only passes over the B positives -> unit vectors; in-batch InfoNCE both
-     ways with a learnable temperature (windows that overlap count as positives of each other);
-  2. hard negatives as ALBEF mines them: for each sentence, a video drawn from the batch with
+One step (per micro-batch of B sentence windows, and C >= B for the contrastive loss):
+  1. text-only and video-only passes over C windows (the B positives first) -> unit vectors; in-batch
+     InfoNCE both ways with a learnable temperature (windows that overlap count as positives of each
+     other); each video shows a random subset of its feature groups; the worst-fitting quarter of
+     the pairs is left out (small-loss trick: narration that does not describe its pictures);
+  2. hard negatives as ALBEF mines them: for each sentence, a video drawn from the C with
      probability softmax(similarity), overlapping windows excluded; plus one random negative;
   3. one joint pass over [positives | random negatives | hard negatives | silent video-only
      windows], all masked the same way (15 % per modality, 80/10/10) so the presence of [MASK]
-     cannot tell positives from negatives; alignment loss on the pairs, MLM on the positives'
-     text, MVM on the positives' and silent windows' visual words.
+     cannot tell positives from negatives; alignment loss on the pairs (the worst-fitting quarter
+     of the positives left out), MLM on the positives' text, MVM on the positives' and silent
+     windows' visual words.
 Every random draw of step s comes from generators seeded by (seed, s, micro-batch), and the
 learning rate is a function of s, so stopping after any checkpoint and resuming replays the
 uninterrupted run exactly (weights and AdamW moments are restored bit for bit).

@@ -110,6 +110,14 @@ def test_rerun_skips_unchanged_and_reingests_changed(archive, tmp_path, capsys):
     row = catalog.read_table("videos").filter(pl.col("video_id") == video_id(moved)).row(0, named=True)
     assert row["path"] == str(moved)
 
+    # Features from an older version of the extractor (other groups): re-extracted, not skipped.
+    old = dict(row, feature_groups=json.dumps({"colour": [0, 28], "motion": [28, 52]}))
+    catalog.put("videos", row["video_id"], pl.DataFrame([old]))
+    rc, out, _ = index(capsys, folder, moved, "--data-dir", data)
+    assert rc == 0 and "files: 1 ok, 0 failed, 2 skipped" in out
+    row = catalog.read_table("videos").filter(pl.col("video_id") == video_id(moved)).row(0, named=True)
+    assert json.loads(row["feature_groups"]) == {k: list(v) for k, v in ColorMotion.groups.items()}
+
 
 def test_force_reingests_and_thumbnails_can_be_off(archive, tmp_path, capsys):
     folder, good, bad = archive
