@@ -267,7 +267,7 @@ def _excess(moving: np.ndarray, whole: np.ndarray) -> np.ndarray:
 
 def subject_features(rgb: np.ndarray, gray: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """What moves: rgb (B, T, h, w, 3) uint8 and gray (B, T, h, w) at flow resolution, flow their
-    `block_flow` (B, T//2, by, bx, 2) -> (B, 36): excess colour (28) and orientation (8) histograms."""
+    `block_flow` (B, P, by, bx, 2) -> (B, 36): excess colour (28) and orientation (8) histograms."""
     b, t, h, w = gray.shape
     p, by, bx = flow.shape[1:4]
     moving = (np.abs(flow).sum(-1) > 0).reshape(b, p, -1)  # (B, P, blocks)
@@ -292,15 +292,11 @@ def subject_features(rgb: np.ndarray, gray: np.ndarray, flow: np.ndarray) -> np.
 def _open3(mask: np.ndarray) -> np.ndarray:
     """Morphological opening with a 3x3 square: drops specks (background pixels that share the subject's
     colour bin through noise) and keeps anything at least 3 pixels thick."""
-    def erode(m: np.ndarray) -> np.ndarray:
+    def over_3x3(m: np.ndarray, op: np.ufunc) -> np.ndarray:  # logical_and: erode, logical_or: dilate
         p = np.pad(m, 1)
-        return np.logical_and.reduce([p[dy : dy + m.shape[0], dx : dx + m.shape[1]] for dy in range(3) for dx in range(3)])
+        return op.reduce([p[dy : dy + m.shape[0], dx : dx + m.shape[1]] for dy in range(3) for dx in range(3)])
 
-    def dilate(m: np.ndarray) -> np.ndarray:
-        p = np.pad(m, 1)
-        return np.logical_or.reduce([p[dy : dy + m.shape[0], dx : dx + m.shape[1]] for dy in range(3) for dx in range(3)])
-
-    return dilate(erode(mask))
+    return over_3x3(over_3x3(mask, np.logical_and), np.logical_or)
 
 
 def _outline(mask: np.ndarray) -> np.ndarray | None:
