@@ -40,7 +40,7 @@ class TrainOptions:
     bert: str | None = None  # initial BERT folder or name; None = offline all-MiniLM-L6-v2
     layers: int | None = None  # keep only the first N pretrained layers (faster); None = all
     vocab_mode: str = "factored"  # paper | factored, used only when the vocabulary is fitted here
-    fresh: bool = False  # ignore an existing model / training state and start over
+    fresh: bool = False  # ignore an existing model / training state and start over; refit a mismatched vocabulary
     seed: int = 0
     checkpoint_every: int = 50  # steps
     eval_every: int = 100  # steps
@@ -61,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=int, help="keep only the first N layers of the initial BERT (faster)")
     parser.add_argument("--vocab-mode", choices=("paper", "factored"), default=d.vocab_mode,
                         help="visual vocabulary mode when fitting one (default factored)")
-    parser.add_argument("--fresh", action="store_true", help="start over instead of resuming data_dir/model")
+    parser.add_argument("--fresh", action="store_true", help="start over instead of resuming data_dir/model (and "
+                        "refit the visual vocabulary if it no longer fits the catalog's features)")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
@@ -111,14 +112,24 @@ def sentence_moments(sentences, clips):
     return pl.concat(parts)
 
 
-def load_or_fit_vocab(data_dir: Path, features: np.ndarray, extractor: str, groups, mode: str):
-    from model.vocab import VisualVocab, VocabConfig
+def load_or_fit_vocab(data_dir: Path, features: np.ndarray, extractor: str, groups, mode: str,
+                      refit_mismatched: bool = False):
+    """The data dir's visual vocabulary, fitted on `features` when there is none (or, with
+    `refit_mismatched`, when the saved one was fitted on other features: another extractor or version)."""
+    from model.vocab import VisualVocab, VocabConfig, VocabMismatchError
 
     folder = data_dir / VOCAB_DIR
     if (folder / "vocab.json").is_file():
-        vocab = VisualVocab.load(folder, expect_extractor=extractor, expect_dim=features.shape[1])
-        log.info("visual vocabulary: %d words, %d per clip (from %s)", vocab.n_words, vocab.tokens_per_clip, folder)
-        return vocab
+        try:
+            vocab = VisualVocab.load(folder, expect_extractor=extractor, expect_dim=features.shape[1])
+        except VocabMismatchError as exc:
+            if not refit_mismatched:
+                raise
+            log.warning("refitting the visual vocabulary: %s", str(exc).split(";")[0])
+        else:
+            log.info("visual vocabulary: %d words, %d per clip (from %s)", vocab.n_words, vocab.tokens_per_clip,
+                     folder)
+            return vocab
     vocab = VisualVocab.fit(features, VocabConfig(mode=mode), groups=groups, extractor=extractor)
     vocab.save(folder)
     return vocab
@@ -138,7 +149,7 @@ def train(data_dir: Path, options: TrainOptions, device: str = "cpu", progress: 
         torch.set_num_threads(options.threads)
     clips, sentences, extractor, groups = load_training_tables(Catalog(data_dir))
     feats = clip_features(clips)
-    vocab = load_or_fit_vocab(data_dir, feats, extractor, groups, options.vocab_mode)
+    vocab = load_or_fit_vocab(data_dir, feats, extractor, groups, options.vocab_mode, refit_mismatched=options.fresh)
     tokens = vocab.tokenize(feats)
     data = PretrainData(sentence_moments(sentences, clips), clips.select(["video_id", "start", "end"]), tokens)
 

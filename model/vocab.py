@@ -45,6 +45,9 @@ PAPER_GROUP = "all"  # the single group's name in paper mode
 SUBSPACE_PREFIX = "sub"  # factored-mode subspace names: sub0, sub1, ...
 
 
+REFIT_HINT = "`vbsearch train --fresh` refits it and retrains the model; then `vbsearch index` again"
+
+
 class VocabMismatchError(ValueError):
     """A saved vocabulary (or features given to it) do not match the feature extractor in use.
 
@@ -334,12 +337,13 @@ class VisualVocab:
             raise VocabMismatchError(
                 f"the visual vocabulary in {folder} was fitted on {extractor!r} features (dim {dim}), "
                 f"but the current feature extractor is {expect_extractor!r}; refit the vocabulary "
-                f"or use the {extractor!r} extractor"
+                f"({REFIT_HINT}) or use the {extractor!r} extractor"
             )
         if expect_dim is not None and int(expect_dim) != dim:
             raise VocabMismatchError(
                 f"the visual vocabulary in {folder} was fitted on {dim}-dim {extractor!r} features, "
-                f"but the current features are {expect_dim}-dim; refit the vocabulary on the current features"
+                f"but the current features are {expect_dim}-dim; refit the vocabulary on the current features "
+                f"({REFIT_HINT})"
             )
         expected = meta.get("sha256", {}).get(WEIGHTS_FILE)  # absent in vocabularies saved before it was recorded
         if expected is not None and file_sha256(weights_path) != expected:
@@ -378,7 +382,7 @@ def _as_features(features: np.ndarray, dim: int | None) -> np.ndarray:
     if dim is not None and x.shape[1] != dim:
         raise VocabMismatchError(
             f"features are {x.shape[1]}-dim but the visual vocabulary was fitted on {dim}-dim features; "
-            "refit the vocabulary on the current features"
+            f"refit the vocabulary on the current features ({REFIT_HINT})"
         )
     if not np.issubdtype(x.dtype, np.number):
         raise ValueError(f"clip features must be numeric, got dtype {x.dtype}")

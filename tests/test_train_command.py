@@ -15,7 +15,8 @@ WORDS = ("red", "blue", "green")
 DIM = 16  # two feature groups of 8 dims: colour-ish and motion-ish
 
 
-def _write_catalog(data_dir, n_videos=3, n_clips=40):
+def _write_catalog(data_dir, n_videos=3, n_clips=40, pad: int = 0):
+    """`pad` extra zero dims in a third group: the same catalog as a newer extractor version writes it."""
     rng = np.random.default_rng(0)
     cat = Catalog(data_dir)
     for v in range(n_videos):
@@ -24,6 +25,7 @@ def _write_catalog(data_dir, n_videos=3, n_clips=40):
         centres = np.eye(DIM, dtype=np.float32)
         feats = np.stack([centres[labels[i // 2]] + centres[8 + labels[i // 2]] + 0.05 * rng.normal(size=DIM)
                           for i in range(n_clips)]).astype(np.float32)
+        feats = np.pad(feats, [(0, 0), (0, pad)])
         starts = np.arange(n_clips) * 1.5
         clips = pl.DataFrame({"video_id": [vid] * n_clips, "clip_index": np.arange(n_clips, dtype=np.int32),
                               "start": starts, "end": starts + 1.5,
@@ -32,8 +34,9 @@ def _write_catalog(data_dir, n_videos=3, n_clips=40):
                                   "sentence_index": np.arange(n_clips // 2 - 2, dtype=np.int32),
                                   "start": starts[: n_clips - 4 : 2], "end": starts[: n_clips - 4 : 2] + 3.0,
                                   "text": [f"the {WORDS[k]} thing moves" for k in labels[: n_clips // 2 - 2]]})
-        row = {"video_id": vid, "path": str(data_dir / f"{vid}.mp4"), "features": "synthetic", "feature_dim": DIM,
-               "feature_groups": json.dumps({"colour": [0, 8], "motion": [8, 16]}), "n_clips": n_clips}
+        groups = {"colour": [0, 8], "motion": [8, 16], **({"extra": [16, 16 + pad]} if pad else {})}
+        row = {"video_id": vid, "path": str(data_dir / f"{vid}.mp4"), "features": "synthetic",
+               "feature_dim": DIM + pad, "feature_groups": json.dumps(groups), "n_clips": n_clips}
         cat.put_video(vid, row, clips=clips, sentences=sentences)
 
 
@@ -72,3 +75,18 @@ def test_train_then_classify(tmp_path, capsys):
 def test_train_on_an_empty_data_dir_fails_clearly(tmp_path, capsys):
     assert main(["train", "--data-dir", str(tmp_path), "--device", "cpu"]) == 1
     assert "vbsearch index" in capsys.readouterr().err
+
+
+def test_fresh_training_refits_a_vocabulary_the_features_outgrew(tmp_path, capsys):
+    data = tmp_path / "data"
+    _write_catalog(data)
+    args = ["train", "--data-dir", str(data), "--device", "cpu", "--steps", "1", "--batch-size", "3",
+            "--max-len", "24", "--threads", "1"]
+    assert main(args) == 0
+    assert json.loads((data / "vocab" / "vocab.json").read_text())["dim"] == DIM
+    _write_catalog(data, pad=4)  # re-indexed with an extractor that gained a group
+    capsys.readouterr()
+    assert main(args) == 1
+    assert "vbsearch train --fresh" in capsys.readouterr().err  # says how to get out
+    assert main([*args, "--fresh"]) == 0
+    assert json.loads((data / "vocab" / "vocab.json").read_text())["dim"] == DIM + 4
