@@ -121,8 +121,13 @@ class VisualStage:
         job.tables["clips"] = clips_frame(info.video_id, np.concatenate(starts), np.concatenate(ends), features, thumbs)
         job.row.update(
             duration=duration, decoder=reader.decoder, features=ex.name, feature_dim=int(ex.dim),
-            feature_groups=json.dumps({k: list(v) for k, v in ex.groups.items()}), n_clips=len(features),
+            feature_groups=groups_json(ex.groups), n_clips=len(features),
         )
+
+
+def groups_json(groups: dict[str, tuple[int, int]]) -> str:
+    """The catalog's `feature_groups` value: JSON {group: [start, stop)} in the extractor's order."""
+    return json.dumps({k: list(v) for k, v in groups.items()})
 
 
 def video_row(job: FileJob) -> dict:

@@ -25,7 +25,6 @@ the catalog and the store consistent: the next run picks up where it stopped.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -40,7 +39,7 @@ from indexer import thumbnails
 from indexer.catalog import Catalog, CatalogBusyError, text_path, writer_lock
 from indexer.decode import DECODERS, DecodeError
 from indexer.discover import ProbeError, discover, probe
-from indexer.ingest import IngestOptions, VisualStage, video_row
+from indexer.ingest import IngestOptions, VisualStage, groups_json, video_row
 from indexer.pipeline import FileJob, Stage, StageTimer
 from indexer.searchindex import prune_missing
 from model.features import feature_groups
@@ -170,8 +169,7 @@ def _unchanged(row: dict | None, path: Path, settings) -> bool:
     if row is None or row.get("features") != settings.features or row.get("asr") != settings.asr:
         return False
     # an extractor whose groups changed between versions (colormotion gained some) re-extracts
-    if row.get("feature_groups") and json.loads(row["feature_groups"]) != {
-            k: list(v) for k, v in feature_groups(settings.features).items()}:
+    if row.get("feature_groups") and row["feature_groups"] != groups_json(feature_groups(settings.features)):
         return False
     try:
         st = path.stat()
