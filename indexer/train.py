@@ -32,6 +32,7 @@ class TrainOptions:
     steps: int = 300  # optimizer steps
     batch_size: int = 8  # sentence windows per micro-batch
     itc_batch_size: int = 32  # sentence windows in the contrastive loss (the batch's and more)
+    itc_neighbours: int = 2  # of those, per batch window, its nearest visual neighbours (hard negatives)
     grad_accum: int = 1  # micro-batches per step
     lr: float = 5e-4  # encoder peak learning rate: at 5e-5 the shared text side barely adapts and the video side only memorises (sample archive: video-only R@10 0.14 -> 0.71)
     head_lr: float = 5e-4  # fresh heads' peak learning rate
@@ -53,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"sentence windows per batch (default {d.batch_size})")
     parser.add_argument("--itc-batch-size", type=int, default=d.itc_batch_size,
                         help=f"sentence windows in the contrastive loss, the batch's and more (default {d.itc_batch_size})")
+    parser.add_argument("--itc-neighbours", type=int, default=d.itc_neighbours,
+                        help="of those, per batch window, the ones sharing the most visual words with it "
+                             f"(hard negatives; default {d.itc_neighbours})")
     parser.add_argument("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per step (default 1)")
     parser.add_argument("--lr", type=float, default=d.lr, help=f"encoder peak learning rate (default {d.lr})")
     parser.add_argument("--head-lr", type=float, default=d.head_lr, help=f"heads' peak learning rate (default {d.head_lr})")
@@ -140,7 +144,7 @@ def train(data_dir: Path, options: TrainOptions, device: str = "cpu", progress: 
     import torch
 
     from model.checkpoint import has_training_state, read_config
-    from model.pretrain import Pretrainer, PretrainOptions
+    from model.pretrain import LOSSES, Pretrainer, PretrainOptions
     from model.pretrain_data import PretrainData
     from model.tokenization import VideoBertTokenizer
     from model.videobert import from_pretrained_bert
@@ -163,7 +167,8 @@ def train(data_dir: Path, options: TrainOptions, device: str = "cpu", progress: 
     if resume and read_config(out)["model"] != model.cfg.to_dict():
         raise TrainError(f"{out} holds a model of another shape (vocabulary refitted?): use --fresh to start over")
     popts = PretrainOptions(steps=options.steps, batch_size=options.batch_size,
-                            itc_batch_size=options.itc_batch_size, grad_accum=options.grad_accum,
+                            itc_batch_size=options.itc_batch_size, itc_neighbours=options.itc_neighbours,
+                            grad_accum=options.grad_accum,
                             lr=options.lr, head_lr=options.head_lr, seed=options.seed,
                             checkpoint_every=options.checkpoint_every, eval_every=options.eval_every,
                             progress=progress)
@@ -173,7 +178,7 @@ def train(data_dir: Path, options: TrainOptions, device: str = "cpu", progress: 
         last = result.history[-1]
         log.info("trained %d steps in %.0f s (%.0f tokens/s): %s", len(result.history), result.seconds,
                  result.tokens / max(result.seconds, 1e-9),
-                 " ".join(f"{k}={last[k]:.3f}" for k in ("loss", "mlm", "mvm", "align", "itc")))
+                 " ".join(f"{k}={last[k]:.3f}" for k in ("loss", *LOSSES)))
     if result.evals:
         log.info("held-out: %s", " ".join(f"{k}={v:.3f}" for k, v in result.evals[-1].items() if k != "step"))
     return out
@@ -184,7 +189,7 @@ def run(args: argparse.Namespace, settings) -> int:
     from model.pretrain_data import PretrainDataError
 
     options = TrainOptions(steps=args.steps, batch_size=args.batch_size, itc_batch_size=args.itc_batch_size,
-                           grad_accum=args.grad_accum, lr=args.lr,
+                           itc_neighbours=args.itc_neighbours, grad_accum=args.grad_accum, lr=args.lr,
                            head_lr=args.head_lr, max_len=args.max_len, bert=args.bert, layers=args.layers,
                            vocab_mode=args.vocab_mode,
                            fresh=args.fresh, seed=args.seed, checkpoint_every=args.checkpoint_every,

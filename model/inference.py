@@ -4,6 +4,7 @@
     q = vb.encode_text(["a hand pouring liquid"])            # (1, E) unit vectors
     m = vb.encode_video([tokens_of_window])                   # (1, E), same space
     p = vb.align_prob(["a hand pouring liquid"], [tokens])    # (1,) P(aligned), the reranker
+    s = vb.token_scores("a hand pouring liquid", [tokens])    # (1,) late-interaction score
     vb.predict_masked("now let me show you how to [MASK] the [MASK]", tokens, top_k=5)
         # -> [[(word, prob), ...] per [MASK]]   (the paper's zero-shot Task 2)
 Visual tokens are (n_clips, tokens_per_clip) int arrays from the visual vocabulary.
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from model.tokenization import Batch, VideoBertTokenizer
-from model.videobert import VideoBert
+from model.videobert import VideoBert, late_interaction
 
 DEFAULT_BATCH = 64  # sequences per forward pass
 
@@ -75,6 +76,20 @@ class VideoBertInference:
     def encode_video(self, videos: Sequence[np.ndarray]) -> np.ndarray:
         """(N, E) float32 unit vectors of video-only inputs, each (n_clips, tokens_per_clip)."""
         return self._embed([None] * len(videos), list(videos))
+
+    @torch.inference_mode()
+    def token_scores(self, text: str, videos: Sequence[np.ndarray]) -> np.ndarray:
+        """(N,) token-wise late-interaction score of one text against each video (mean over the text's
+        tokens of the best cosine with any visual token)."""
+        (tb,) = self._batches([text], [None])
+        with self._autocast():
+            h = self.model(**tb.model_inputs()).hidden
+            t = self.model.token_vectors(h, tb.text_mask)
+            out = []
+            for b in self._batches([None] * len(videos), list(videos)):
+                v = self.model.token_vectors(self.model(**b.model_inputs()).hidden, b.visual_mask)
+                out.append(late_interaction(t, tb.text_mask, v, b.visual_mask)[0].float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
     @torch.inference_mode()
     def align_prob(self, texts: Sequence[str], videos: Sequence[np.ndarray]) -> np.ndarray:

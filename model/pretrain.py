@@ -1,10 +1,12 @@
 """VideoBERT pretraining: MLM + MVM + alignment + contrastive, with exact resume.
 
 One step (per micro-batch of B sentence windows, and C >= B for the contrastive loss):
-  1. text-only and video-only passes over C windows (the B positives first) -> unit vectors; in-batch
-     InfoNCE both ways with a learnable temperature (windows that overlap count as positives of each
-     other); each video shows a random subset of its feature groups; the worst-fitting quarter of
-     the pairs is left out (small-loss trick: narration that does not describe its pictures);
+  1. text-only and video-only passes over C windows (the B positives first) -> pooled unit vectors
+     and per-token vectors; in-batch InfoNCE both ways with a learnable temperature, once on the
+     pooled cosine and once on the token-wise late-interaction score (windows that overlap count as
+     positives of each other); each video shows a random subset of its feature groups; the
+     worst-fitting quarter of the pairs is left out (small-loss trick: narration that does not
+     describe its pictures);
   2. hard negatives as ALBEF mines them: for each sentence, a video drawn from the C with
      probability softmax(similarity), overlapping windows excluded; plus one random negative;
   3. one joint pass over [positives | random negatives | hard negatives | silent video-only
@@ -33,11 +35,11 @@ import torch.nn.functional as F
 from model.masking import IGNORE_INDEX, MaskingOptions, mask_batch
 from model.pretrain_data import PairExample, PretrainData, StepExamples, overlap_matrix
 from model.tokenization import Batch, VideoBertTokenizer
-from model.videobert import VideoBert
+from model.videobert import VideoBert, late_interaction
 
 log = logging.getLogger(__name__)
 
-LOSSES = ("mlm", "mvm", "align", "itc")
+LOSSES = ("mlm", "mvm", "align", "itc", "itc_tokens")
 EVAL_SEED_OFFSET = 7_919  # eval draws use (seed + this) so they never coincide with a training step's
 
 
@@ -51,6 +53,9 @@ class PretrainOptions:
     itc_batch_size: int = 32  # sentence windows in the contrastive loss (the batch's, then more): the
     # single-modality passes are cheap, and among 31 negatives some share the colour or the motion, so
     # the vectors must encode the whole description, not one attribute of it
+    itc_neighbours: int = 2  # of those extra windows, per positive, the ones sharing the most visual words
+    # with it: random windows mostly differ in colour already, and the loss then never needs the rest
+    # (on a sample archive the top hits' motion direction was right no more often than chance)
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 5e-4  # peak learning rate (AdamW); see TrainOptions.lr
     head_lr: float = 5e-4  # peak learning rate of the fresh heads, projection and visual-word rows' head
@@ -61,6 +66,7 @@ class PretrainOptions:
     w_mvm: float = 1.0
     w_align: float = 1.0
     w_itc: float = 1.0
+    w_itc_tokens: float = 1.0  # the contrastive loss on token-wise late-interaction scores
     hard_negatives: bool = True  # mine one hard negative per sentence from the contrastive similarity
     silent_fraction: float = 0.25  # video-only windows per micro-batch, as a fraction of batch_size
     masking: MaskingOptions = field(default_factory=MaskingOptions)
@@ -126,18 +132,18 @@ class Pretrainer:
     def _batch(self, texts: list[list[int] | None], videos: list[np.ndarray | None]) -> Batch:
         return self.tok.collate([self.tok.encode_ids(t, v) for t, v in zip(texts, videos, strict=True)]).to(self.device)
 
-    def _encode(self, batch: Batch) -> torch.Tensor:
+    def _encode(self, batch: Batch, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # -> (B, E) pooled unit vectors and (B, T, E) token vectors at the `tokens` positions (B, T) bool
         out = self.model(**batch.model_inputs())
-        return self.model.embed(out.hidden, batch.attention_mask)
+        return self.model.embed(out.hidden, batch.attention_mask), self.model.token_vectors(out.hidden, tokens)
 
-    def _itc(self, t: torch.Tensor, v: torch.Tensor, same: torch.Tensor, noisy: float) -> tuple[torch.Tensor, torch.Tensor]:
-        # t, v: (B, E) unit vectors; same: (B, B) bool, True where windows overlap (positives)
-        sim = t @ v.t()  # (B, B) cosine
+    def _contrastive(self, sim: torch.Tensor, same: torch.Tensor, noisy: float) -> torch.Tensor:
+        # sim: (B, B) text x video similarity; same: (B, B) bool, True where windows overlap (positives)
         logits = sim * self.model.temperature_scale()
         target = same.float() / same.float().sum(1, keepdim=True)
         per_pair = (torch.sum(-target * F.log_softmax(logits, 1), 1)
                     + torch.sum(-target.t() * F.log_softmax(logits.t(), 1), 1)) / 2
-        return self._small_loss_mean(per_pair, noisy), sim.detach()
+        return self._small_loss_mean(per_pair, noisy)
 
     def _drop_groups(self, batch: Batch, gen: torch.Generator) -> Batch:
         """Hide each feature group's visual words from a video with probability itc_group_dropout (never
@@ -189,14 +195,19 @@ class Pretrainer:
                 vb = self._drop_groups(vb, gen)
             n_tokens += tb.n_tokens + vb.n_tokens
             noisy = o.noisy_pairs if training else 0.0  # held-out evaluation scores every pair
-            itc, sim = self._itc(self._encode(tb), self._encode(vb), same, noisy)
+            shown = vb.visual_mask & vb.attention_mask.bool()  # visual words not hidden by _drop_groups
+            t, t_tok = self._encode(tb, tb.text_mask)
+            v, v_tok = self._encode(vb, shown)
+            cosine = t @ v.t()  # (C, C)
+            itc = self._contrastive(cosine, same, noisy)
+            itc_tokens = self._contrastive(late_interaction(t_tok, tb.text_mask, v_tok, shown), same, noisy)
             text_ids = text_ids[:b]
 
             texts: list[list[int] | None] = list(text_ids) + list(text_ids)
             videos: list[np.ndarray | None] = [p.video for p in pos] + list(ex.random_negative_videos)
             labels = [1] * b + [0] * b
             if training and o.hard_negatives and len(pairs) > 1:
-                for i, j in enumerate(self._hard_negatives(sim[:b], same[:b], gen)):
+                for i, j in enumerate(self._hard_negatives(cosine.detach()[:b], same[:b], gen)):
                     if j is not None:
                         texts.append(text_ids[i])
                         videos.append(pairs[j].video)
@@ -226,8 +237,9 @@ class Pretrainer:
             mlm, metrics["mlm_acc"] = self._token_loss(out.hidden, mlm_labels, self.model.mlm_logits)
             mvm, metrics["mvm_acc"] = self._token_loss(out.hidden, mvm_labels, self.model.mvm_logits)
 
-        parts = {"mlm": mlm, "mvm": mvm, "align": align, "itc": itc}
-        total = o.w_mlm * mlm + o.w_mvm * mvm + o.w_align * align + o.w_itc * itc
+        parts = {"mlm": mlm, "mvm": mvm, "align": align, "itc": itc, "itc_tokens": itc_tokens}
+        total = (o.w_mlm * mlm + o.w_mvm * mvm + o.w_align * align + o.w_itc * itc
+                 + o.w_itc_tokens * itc_tokens)
         metrics.update({k: float(v.detach()) for k, v in parts.items()})
         metrics["loss"] = float(total.detach())
         metrics["tokens"] = n_tokens
@@ -261,7 +273,7 @@ class Pretrainer:
             rng = np.random.default_rng(seed)
             gen = torch.Generator().manual_seed(seed)
             n_silent = int(round(o.batch_size * o.silent_fraction))
-            ex = self.data.sample_step(rng, o.batch_size, n_silent, o.itc_batch_size)
+            ex = self.data.sample_step(rng, o.batch_size, n_silent, o.itc_batch_size, o.itc_neighbours)
             total, metrics = self.losses(ex, gen)
             (total / o.grad_accum).backward()
             for k, v in metrics.items():

@@ -23,6 +23,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+NEIGHBOUR_POOL = 256  # windows scanned for each positive's visual neighbours
+
 
 class PretrainDataError(ValueError):
     """The tables cannot make pretraining examples."""
@@ -142,6 +144,7 @@ class PretrainData:
         self.silent_train = [w for w, h in zip(silent, held_silent, strict=True) if not h]
         self.silent_held_out = [w for w, h in zip(silent, held_silent, strict=True) if h]
         self.tokens_per_clip = self.tokens.shape[1]
+        self._words = [np.unique(self.tokens[w.clips]) for w in self.train]  # each window's visual words
         log.info("pretraining windows: %d train, %d held-out sentences; %d/%d silent",
                  len(self.train), len(self.held_out), len(self.silent_train), len(self.silent_held_out))
 
@@ -201,14 +204,38 @@ class PretrainData:
                 return self.tokens[rows], (w.video_id, w.start, w.end)
         raise PretrainDataError("every window overlaps the positive: need at least two distinct moments")
 
+    def visual_neighbours(self, i: int, k: int, rng: np.random.Generator, taken: set[int],
+                          pool: int = NEIGHBOUR_POOL) -> list[int]:
+        """Up to k training windows that share the most visual words with window i (cosine of their
+        word sets), from a random pool of `pool`, none in `taken` and none overlapping window i."""
+        w = self.train[i]
+        cand = rng.choice(len(self.train), size=min(pool, len(self.train)), replace=False)
+        scored = []
+        for j in cand.tolist():
+            o = self.train[j]
+            if j in taken or spans_overlap(o.video_id, o.start, o.end, w.video_id, w.start, w.end):
+                continue
+            shared = len(np.intersect1d(self._words[i], self._words[j], assume_unique=True))
+            scored.append((-shared / np.sqrt(len(self._words[i]) * len(self._words[j])), j))
+        return [j for _, j in sorted(scored)[:k]]
+
     def sample_step(self, rng: np.random.Generator, batch_size: int, n_silent: int,
-                    n_contrastive: int = 0) -> StepExamples:
+                    n_contrastive: int = 0, neighbours: int = 0) -> StepExamples:
         """One training step's examples: `batch_size` augmented positives (distinct windows when
         possible), one random negative each, up to `n_silent` video-only windows, and positives up to
-        `n_contrastive` in all for the contrastive loss."""
+        `n_contrastive` in all for the contrastive loss: first up to `neighbours` visual neighbours of
+        each positive (`visual_neighbours`), then random windows."""
         n = len(self.train)
         total = max(batch_size, n_contrastive)
-        idx = rng.choice(n, size=total, replace=total > n)
+        idx = rng.choice(n, size=batch_size, replace=batch_size > n).tolist()
+        if neighbours > 0 and total > batch_size:
+            taken = set(idx)
+            for i in idx[:]:
+                near = self.visual_neighbours(i, min(neighbours, total - len(idx)), rng, taken)
+                idx += near
+                taken.update(near)
+        if total > len(idx):
+            idx += rng.choice(n, size=total - len(idx), replace=total > n).tolist()
         pairs = [self.positive(self.train, int(i), rng) for i in idx]
         positives, contrastive = pairs[:batch_size], pairs[batch_size:]
         negs = [self.random_negative(self.train, p, rng) for p in positives]

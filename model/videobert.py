@@ -12,7 +12,13 @@ Config dataclass and modules only; inputs come from `model.tokenization`, traini
     way the cross-encoder starts as the calibrated bi-encoder that ITC trains and learns a
     correction through cross-attention and the linear term;
   - contrastive: mean-pooled hidden states -> linear -> L2-normalised, so text-only and
-    video-only inputs land in one space (in-batch InfoNCE with a learnable temperature).
+    video-only inputs land in one space (in-batch InfoNCE with a learnable temperature);
+  - token-wise late interaction (FILIP, Yao et al. 2021; ColBERT's MaxSim): each text token's
+    vector (the same projection, per position) finds its best-matching visual token, and the
+    score is the mean over text tokens. A pooled vector averages "blue", "cross" and "left"
+    into one direction, and on a sample archive its top hits for pictures-only queries had the
+    right motion direction no more often than chance; here every query word must be matched
+    by some visual word on its own.
 Mean pooling is the choice because the offline initial checkpoint (all-MiniLM-L6-v2) was
 trained as a mean-pooled sentence encoder; with `embed_dim == hidden_size` the projection
 starts as the identity, so text search starts from MiniLM's sentence space.
@@ -189,8 +195,24 @@ class VideoBert(nn.Module):
         mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
         return F.normalize(self.proj(mean).float(), dim=-1)
 
+    def token_vectors(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # hidden: (B, T, H), mask: (B, T) bool -> (B, T, embed_dim) unit vectors, zero where mask is False
+        v = F.normalize(self.proj(hidden).float(), dim=-1)
+        return v * mask.unsqueeze(-1).to(v.dtype)
+
     def temperature_scale(self) -> torch.Tensor:
         return self.logit_scale.clamp(max=math.log(1.0 / self.cfg.temperature_min)).exp()
+
+
+def late_interaction(text: torch.Tensor, text_mask: torch.Tensor, video: torch.Tensor,
+                     video_mask: torch.Tensor) -> torch.Tensor:
+    """(Bt, Bv) scores: for every text and video, the mean over text tokens of the best cosine with
+    any of the video's tokens. text: (Bt, Lt, E), video: (Bv, Lv, E) from `token_vectors`; masks bool."""
+    sim = torch.einsum("ike,jle->ijkl", text, video)  # (Bt, Bv, Lt, Lv)
+    sim = sim.masked_fill(~video_mask[None, :, None, :], -2.0)  # below any cosine
+    best = sim.max(-1).values  # (Bt, Bv, Lt)
+    w = text_mask.to(best.dtype)[:, None, :]
+    return (best * w).sum(-1) / w.sum(-1).clamp(min=1.0)
 
 
 # -- initialisation from a pretrained text BERT --------------------------------------------------------

@@ -47,6 +47,7 @@ class RankingOptions:
     channels: tuple[str, ...] = ("video", "text")  # which store channels retrieve candidates and score
     rerank: bool = True  # rescore candidates with the alignment head
     align_weight: float = 0.2  # weight of P(aligned) in the score
+    token_weight: float = 1.0  # weight of the token-wise late-interaction score (part of the rerank)
     text_weight: float = 0.1  # weight of the transcript similarity (negative similarity counts as 0)
 
 
@@ -127,15 +128,18 @@ class SearchEngine:
         if "text" in opts.channels:
             score += opts.text_weight * np.maximum(s_text, 0.0)
         align = np.zeros(len(points), dtype=np.float32)
+        s_tokens = np.zeros(len(points), dtype=np.float32)
         if opts.rerank:
             tokens = [self._tokens(p) for p in points]
             align = self.inference.align_prob([query] * len(points), tokens)
-            score += opts.align_weight * align
+            s_tokens = self.inference.token_scores(query, tokens)
+            score += opts.align_weight * align + opts.token_weight * s_tokens
         t3 = time.perf_counter()
         order = np.argsort(-score, kind="stable")[:top_k]
         self.last_timings = Timings(t1 - t0, t2 - t1, t3 - t2, t3 - t0)
         return [self._hit(points[i], float(score[i]),
-                          {"video": float(s_video[i]), "text": float(s_text[i]), "align": float(align[i])})
+                          {"video": float(s_video[i]), "text": float(s_text[i]), "align": float(align[i]),
+                           "tokens": float(s_tokens[i])})
                 for i in order]
 
     def more_like_this(self, segment_id: str, top_k: int = 10, filters: Filters | None = None) -> list[Hit]:

@@ -13,7 +13,7 @@ from videobert_synth import archive, tiny_model, tiny_tokenizer
 from model.pretrain import Pretrainer, PretrainOptions, lr_factor
 from model.pretrain_data import DataOptions, PretrainData, PretrainDataError, overlap_matrix, spans_overlap
 
-LOSSES = ("mlm", "mvm", "align", "itc")
+LOSSES = ("mlm", "mvm", "align", "itc", "itc_tokens")
 
 
 @pytest.fixture(autouse=True)
@@ -75,6 +75,30 @@ def test_step_examples_and_augmentations(tables):
     assert len(again.positives) == len(again.random_negative_videos) == 4 and len(again.contrastive) == 6
     spans = {(p.video_id, p.start, p.end) for p in again.positives + again.contrastive}
     assert len(spans) >= 9  # distinct windows (at most one repeat from augmentation joining neighbours)
+
+
+def test_contrastive_windows_start_with_each_positives_visual_neighbours(tables):
+    sentences, clips, tokens = tables
+    data = PretrainData(sentences, clips, tokens, DataOptions(held_out_fraction=0.0))
+    words = [set(tokens[w.clips].ravel().tolist()) for w in data.train]
+    rng = np.random.default_rng(0)
+    n = len(data.train)
+    near, rand = [], []
+    for i in range(n):
+        picked = data.visual_neighbours(i, 2, rng, taken={i, (i + 1) % n})
+        assert len(picked) == 2 and not {i, (i + 1) % n} & set(picked)
+        w = data.train[i]
+        assert not any(spans_overlap(w.video_id, w.start, w.end, data.train[j].video_id, data.train[j].start,
+                                     data.train[j].end) for j in picked)
+        near += [len(words[i] & words[j]) for j in picked]
+        rand += [len(words[i] & words[int(j)]) for j in rng.choice(n, 2)]
+    assert np.mean(near) > np.mean(rand) + 0.5, (np.mean(near), np.mean(rand))
+    ex = data.sample_step(np.random.default_rng(1), batch_size=4, n_silent=0, n_contrastive=16, neighbours=2)
+    assert len(ex.positives) == 4 and len(ex.contrastive) == 12
+    by_span = {(w.video_id, w.start): set(tokens[w.clips].ravel().tolist()) for w in data.train}
+    pos = [by_span[(p.video_id, p.start)] for p in ex.positives]
+    first = [by_span[(p.video_id, p.start)] for p in ex.contrastive[:8]]  # two neighbours per positive, in order
+    assert np.mean([len(pos[k // 2] & f) for k, f in enumerate(first)]) >= 2
 
 
 def test_bad_tables_give_clear_errors(tables):

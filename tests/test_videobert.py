@@ -9,7 +9,7 @@ from videobert_synth import N_VISUAL, tiny_model, tiny_tokenizer
 
 from model.checkpoint import CheckpointError, load_model, save_model
 from model.inference import VideoBertInference
-from model.videobert import visual_embeddings_from_word_vectors
+from model.videobert import late_interaction, visual_embeddings_from_word_vectors
 
 H = 32
 
@@ -123,9 +123,24 @@ def test_inference_api_shapes(tok, model):
     assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
     p = vb.align_prob(["the red ball"] * 3, videos)
     assert p.shape == (3,) and ((p > 0) & (p < 1)).all()
+    s = vb.token_scores("the red ball", videos)  # batch_size 2: the videos span two forward passes
+    assert s.shape == (3,) and ((s >= -1 - 1e-5) & (s <= 1 + 1e-5)).all()
+    assert np.allclose(s[1:], vb.token_scores("the red ball", videos[1:]), atol=1e-5)
     guesses = vb.predict_masked("now let me show you how to [MASK] the [MASK]", videos[0], top_k=3)
     assert len(guesses) == 2 and all(len(g) == 3 for g in guesses)
     assert all(not g.word.startswith(("[", "##")) for gs in guesses for g in gs)
     assert all(gs[0].prob >= gs[1].prob >= gs[2].prob for gs in guesses)
     with pytest.raises(ValueError, match="MASK"):
         vb.predict_masked("no mask here", videos[0])
+
+
+def test_late_interaction_matches_every_text_token_on_its_own():
+    red, left, right, sky = torch.eye(4)
+    text = torch.stack([red, left, sky])[None]  # (1, 3, E); "sky" is padding
+    text_mask = torch.tensor([[True, True, False]])
+    video = torch.stack([torch.stack([sky, left, red]),  # both words shown, in another order
+                         torch.stack([red, right, right]),  # red, but moving the other way
+                         torch.stack([red, sky, left])])  # "left" hidden by the mask
+    video_mask = torch.tensor([[True, True, True], [True, True, True], [True, True, False]])
+    s = late_interaction(text, text_mask, video, video_mask)[0]
+    assert torch.allclose(s, torch.tensor([1.0, 0.5, 0.5]))
