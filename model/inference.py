@@ -87,7 +87,7 @@ class VideoBertInference:
             t = self.model.token_vectors(h, tb.text_mask)
             out = []
             for b in self._batches([None] * len(videos), list(videos)):
-                v = self.model.token_vectors(self.model(**b.model_inputs()).hidden, b.visual_mask)
+                v = self.model.visual_word_vectors(b.input_ids, b.group_ids, b.visual_mask)
                 out.append(late_interaction(t, tb.text_mask, v, b.visual_mask)[0].float().cpu())
         return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 

@@ -197,7 +197,8 @@ class Pretrainer:
             noisy = o.noisy_pairs if training else 0.0  # held-out evaluation scores every pair
             shown = vb.visual_mask & vb.attention_mask.bool()  # visual words not hidden by _drop_groups
             t, t_tok = self._encode(tb, tb.text_mask)
-            v, v_tok = self._encode(vb, shown)
+            v, _ = self._encode(vb, shown)
+            v_tok = self.model.visual_word_vectors(vb.input_ids, vb.group_ids, shown)
             cosine = t @ v.t()  # (C, C)
             itc = self._contrastive(cosine, same, noisy)
             itc_tokens = self._contrastive(late_interaction(t_tok, tb.text_mask, v_tok, shown), same, noisy)

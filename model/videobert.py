@@ -129,6 +129,7 @@ class VideoBert(nn.Module):
         self.align_scale = nn.Parameter(torch.tensor(ALIGN_SCALE_INIT))
         self.align_bias = nn.Parameter(torch.tensor(-ALIGN_SCALE_INIT * ALIGN_COSINE_THRESHOLD_INIT))
         self.proj = nn.Linear(cfg.hidden_size, cfg.embed_dim)
+        self.word_proj = nn.Linear(cfg.hidden_size, cfg.embed_dim)  # visual words -> late-interaction space
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature_init)))
         self._init_heads()
 
@@ -143,11 +144,12 @@ class VideoBert(nn.Module):
         nn.init.normal_(self.group_embeddings.weight, std=std)
         with torch.no_grad():
             self.group_embeddings.weight[0].zero_()
-        nn.init.zeros_(self.proj.bias)
-        if self.cfg.embed_dim == self.cfg.hidden_size:
-            nn.init.eye_(self.proj.weight)
-        else:
-            nn.init.normal_(self.proj.weight, std=1.0 / math.sqrt(self.cfg.hidden_size))
+        for proj in (self.proj, self.word_proj):
+            nn.init.zeros_(proj.bias)
+            if self.cfg.embed_dim == self.cfg.hidden_size:
+                nn.init.eye_(proj.weight)
+            else:
+                nn.init.normal_(proj.weight, std=1.0 / math.sqrt(self.cfg.hidden_size))
 
     # -- encoder -----------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
@@ -198,6 +200,13 @@ class VideoBert(nn.Module):
     def token_vectors(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # hidden: (B, T, H), mask: (B, T) bool -> (B, T, embed_dim) unit vectors, zero where mask is False
         v = F.normalize(self.proj(hidden).float(), dim=-1)
+        return v * mask.unsqueeze(-1).to(v.dtype)
+
+    def visual_word_vectors(self, input_ids: torch.Tensor, group_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # (B, T) ids, group ids, bool mask of the visual words to keep -> (B, T, embed_dim) unit vectors
+        off = self.cfg.visual_offset
+        e = self.visual_embeddings((input_ids - off).clamp(min=0)) + self.group_embeddings(group_ids)
+        v = F.normalize(self.word_proj(e).float(), dim=-1)
         return v * mask.unsqueeze(-1).to(v.dtype)
 
     def temperature_scale(self) -> torch.Tensor:

@@ -2,8 +2,11 @@
 
     query -> encode (joint encoder, text-only form)
           -> ANN on the "video" channel and on the "text" (transcript) channel, K candidates each
-          -> rerank the union: alignment head on [CLS] query [>] candidate tokens [SEP], one batch
-          -> score = video similarity + 0.2 P(aligned) + 0.1 max(transcript similarity, 0) -> top_k hits
+          -> rerank the union: each query word's best match among the candidate's visual words (late
+             interaction, model.videobert.late_interaction), and the alignment head on
+             [CLS] query [>] candidate tokens [SEP], one batch each
+          -> score = video similarity + word match + 0.2 P(aligned) + 0.1 max(transcript similarity, 0)
+          -> top_k hits
 
 Why the transcript weighs so little: the joint encoder's video vector already carries what the
 narration taught it, and a transcript term large enough to reorder the list buries the moments
@@ -11,6 +14,9 @@ whose narration says something else (only the pictures can find them). On two 20
 archives every transcript weight above 0.1, and interleaving a transcript-led ranking with the
 pictures' one, cost visual-only recall without raising R@10 (README, "Measured here"). The
 transcript channel still brings its candidates into the pool, and 0.1 breaks near-ties.
+
+Why the word match: the pooled vectors blur a query's words into one direction; on 20-minute sample
+archives adding it raised visual-only R@10 (README, "Measured here").
 
 The model loads once per engine; the store stays open for the engine's life.
 """
@@ -47,7 +53,7 @@ class RankingOptions:
     channels: tuple[str, ...] = ("video", "text")  # which store channels retrieve candidates and score
     rerank: bool = True  # rescore candidates with the alignment head
     align_weight: float = 0.2  # weight of P(aligned) in the score
-    token_weight: float = 1.0  # weight of the token-wise late-interaction score (part of the rerank)
+    token_weight: float = 1.0  # weight of the query words' match with the visual words (part of the rerank)
     text_weight: float = 0.1  # weight of the transcript similarity (negative similarity counts as 0)
 
 
@@ -131,8 +137,10 @@ class SearchEngine:
         s_tokens = np.zeros(len(points), dtype=np.float32)
         if opts.rerank:
             tokens = [self._tokens(p) for p in points]
-            align = self.inference.align_prob([query] * len(points), tokens)
-            s_tokens = self.inference.token_scores(query, tokens)
+            if opts.align_weight:
+                align = self.inference.align_prob([query] * len(points), tokens)
+            if opts.token_weight:
+                s_tokens = self.inference.token_scores(query, tokens)
             score += opts.align_weight * align + opts.token_weight * s_tokens
         t3 = time.perf_counter()
         order = np.argsort(-score, kind="stable")[:top_k]
