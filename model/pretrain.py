@@ -1,12 +1,13 @@
 """VideoBERT pretraining: MLM + MVM + alignment + contrastive, with exact resume.
 
 One step (per micro-batch of B sentence windows, and C >= B for the contrastive loss):
-  1. text-only and video-only passes over C windows (the B positives first) -> pooled unit vectors
-     and per-token vectors; in-batch InfoNCE both ways with a learnable temperature, once on the
-     pooled cosine and once on the token-wise late-interaction score (windows that overlap count as
-     positives of each other); each video shows a random subset of its feature groups; the
-     worst-fitting quarter of the pairs is left out (small-loss trick: narration that does not
-     describe its pictures);
+  1. text-only and video-only passes over C windows (the B positives first; then each one's nearest
+     visual neighbours, then random windows) -> pooled unit vectors; in-batch InfoNCE both ways with
+     a learnable temperature, once on the pooled cosine and once on the word-matching score (each
+     word of the sentence, read in context, against its best-matching visual word: late interaction);
+     windows that overlap count as positives of each other; each video shows a random subset of its
+     feature groups; the worst-fitting quarter of the pairs is left out (small-loss trick: narration
+     that does not describe its pictures);
   2. hard negatives as ALBEF mines them: for each sentence, a video drawn from the C with
      probability softmax(similarity), overlapping windows excluded; plus one random negative;
   3. one joint pass over [positives | random negatives | hard negatives | silent video-only
@@ -132,10 +133,10 @@ class Pretrainer:
     def _batch(self, texts: list[list[int] | None], videos: list[np.ndarray | None]) -> Batch:
         return self.tok.collate([self.tok.encode_ids(t, v) for t, v in zip(texts, videos, strict=True)]).to(self.device)
 
-    def _encode(self, batch: Batch, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # -> (B, E) pooled unit vectors and (B, T, E) token vectors at the `tokens` positions (B, T) bool
+    def _encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        # -> (B, E) pooled unit vectors and the (B, T, H) hidden states they came from
         out = self.model(**batch.model_inputs())
-        return self.model.embed(out.hidden, batch.attention_mask), self.model.token_vectors(out.hidden, tokens)
+        return self.model.embed(out.hidden, batch.attention_mask), out.hidden
 
     def _contrastive(self, sim: torch.Tensor, same: torch.Tensor, noisy: float) -> torch.Tensor:
         # sim: (B, B) text x video similarity; same: (B, B) bool, True where windows overlap (positives)
@@ -196,8 +197,10 @@ class Pretrainer:
             n_tokens += tb.n_tokens + vb.n_tokens
             noisy = o.noisy_pairs if training else 0.0  # held-out evaluation scores every pair
             shown = vb.visual_mask & vb.attention_mask.bool()  # visual words not hidden by _drop_groups
-            t, t_tok = self._encode(tb, tb.text_mask)
-            v, _ = self._encode(vb, shown)
+            t, t_hidden = self._encode(tb)
+            v, _ = self._encode(vb)
+            # word matching: the sentence's words (in context) against the visual words themselves
+            t_tok = self.model.token_vectors(t_hidden, tb.text_mask)
             v_tok = self.model.visual_word_vectors(vb.input_ids, vb.group_ids, shown)
             cosine = t @ v.t()  # (C, C)
             itc = self._contrastive(cosine, same, noisy)
