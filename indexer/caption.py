@@ -40,8 +40,8 @@ def load_captioner(settings):
 
 def store_missing_captions(store, captioner, redo: bool = False, beam: int = 1) -> StoreCaptionSummary:
     """Caption the store's segments without speech (see the module docstring)."""
-    from indexer.tag import point_tokens
     from model.inference import VideoBertInference
+    from search.store import point_tokens
 
     t0 = time.perf_counter()
     if not store.exists():

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import numpy as np
+from search.store import point_tokens
 
 BATCH = 256  # points per classification batch and payload update
 
@@ -48,12 +48,6 @@ def load_classifier(settings):
 
     return load_addon(settings, ClassifierInference, CLASSIFIER_DIR, CONFIG_FILE,
                       "vbsearch finetune-classify LABELS.csv")
-
-
-def point_tokens(payload: dict) -> np.ndarray:
-    """(n_clips, tokens_per_clip) visual tokens stored with a point."""
-    per_clip = int(payload.get("tokens_per_clip", 1))
-    return np.asarray(payload["tokens"], dtype=np.int64).reshape(-1, per_clip)
 
 
 def tag_store(store, classifier, retag: bool = False) -> TagSummary:

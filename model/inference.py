@@ -4,7 +4,7 @@
     q = vb.encode_text(["a hand pouring liquid"])            # (1, E) unit vectors
     m = vb.encode_video([tokens_of_window])                   # (1, E), same space
     p = vb.align_prob(["a hand pouring liquid"], [tokens])    # (1,) P(aligned), the reranker
-    s = vb.token_scores("a hand pouring liquid", [tokens])    # (1,) late-interaction score
+    s = vb.word_scores("a hand pouring liquid", [tokens])    # (1,) late-interaction score
     vb.predict_masked("now let me show you how to [MASK] the [MASK]", tokens, top_k=5)
         # -> [[(word, prob), ...] per [MASK]]   (the paper's zero-shot Task 2)
 Visual tokens are (n_clips, tokens_per_clip) int arrays from the visual vocabulary.
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from model.tokenization import Batch, VideoBertTokenizer
-from model.videobert import VideoBert, late_interaction
+from model.videobert import VideoBert, word_match
 
 DEFAULT_BATCH = 64  # sequences per forward pass
 
@@ -78,7 +78,7 @@ class VideoBertInference:
         return self._embed([None] * len(videos), list(videos))
 
     @torch.inference_mode()
-    def token_scores(self, text: str, videos: Sequence[np.ndarray]) -> np.ndarray:
+    def word_scores(self, text: str, videos: Sequence[np.ndarray]) -> np.ndarray:
         """(N,) token-wise late-interaction score of one text against each video (mean over the text's
         tokens of the best cosine with any visual token)."""
         (tb,) = self._batches([text], [None])
@@ -88,7 +88,7 @@ class VideoBertInference:
             out = []
             for b in self._batches([None] * len(videos), list(videos)):
                 v = self.model.visual_word_vectors(b.input_ids, b.group_ids, b.visual_mask)
-                out.append(late_interaction(t, tb.text_mask, v, b.visual_mask)[0].float().cpu())
+                out.append(word_match(t, tb.text_mask, v, b.visual_mask)[0].float().cpu())
         return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
     @torch.inference_mode()

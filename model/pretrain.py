@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from model.masking import IGNORE_INDEX, MaskingOptions, mask_batch
 from model.pretrain_data import PairExample, PretrainData, StepExamples, overlap_matrix
 from model.tokenization import Batch, VideoBertTokenizer
-from model.videobert import VideoBert, late_interaction
+from model.videobert import VideoBert, word_match
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ class Pretrainer:
             v_tok = self.model.visual_word_vectors(vb.input_ids, vb.group_ids, shown)
             cosine = t @ v.t()  # (C, C)
             itc = self._contrastive(cosine, same, noisy)
-            itc_tokens = self._contrastive(late_interaction(t_tok, tb.text_mask, v_tok, shown), same, noisy)
+            itc_tokens = self._contrastive(word_match(t_tok, tb.text_mask, v_tok, shown), same, noisy)
             text_ids = text_ids[:b]
 
             texts: list[list[int] | None] = list(text_ids) + list(text_ids)

@@ -226,6 +226,15 @@ def late_interaction(text: torch.Tensor, text_mask: torch.Tensor, video: torch.T
     return (best * w).sum(-1) / w.sum(-1).clamp(min=1.0)
 
 
+def word_match(text: torch.Tensor, text_mask: torch.Tensor, words: torch.Tensor, words_mask: torch.Tensor
+               ) -> torch.Tensor:
+    """(Bt, Bv) late interaction both ways (FILIP): each text token's best visual word, and each visual
+    word's best text token, averaged. The second half gives every visual word, a shape's as much as a
+    colour's, a text token to answer to, where one way only the words the text needs get pulled."""
+    return (late_interaction(text, text_mask, words, words_mask)
+            + late_interaction(words, words_mask, text, text_mask).t()) / 2
+
+
 # -- initialisation from a pretrained text BERT --------------------------------------------------------
 
 def visual_embeddings_from_word_vectors(word_vectors: np.ndarray, hidden_size: int, target_norm: float,

@@ -32,7 +32,7 @@ import numpy as np
 
 from search.hits import Hit
 from search.query import clean_query
-from search.store import Filters, SegmentStore
+from search.store import Filters, SegmentStore, point_tokens
 from vbsearch.config import VOCAB_DIR
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class RankingOptions:
     channels: tuple[str, ...] = ("video", "text")  # which store channels retrieve candidates and score
     rerank: bool = True  # rescore candidates with the alignment head
     align_weight: float = 0.2  # weight of P(aligned) in the score
-    token_weight: float = 1.0  # weight of the query words' match with the visual words (part of the rerank)
+    word_weight: float = 1.0  # weight of the query words' match with the visual words (part of the rerank)
     text_weight: float = 0.1  # weight of the transcript similarity (negative similarity counts as 0)
 
 
@@ -134,20 +134,20 @@ class SearchEngine:
         if "text" in opts.channels:
             score += opts.text_weight * np.maximum(s_text, 0.0)
         align = np.zeros(len(points), dtype=np.float32)
-        s_tokens = np.zeros(len(points), dtype=np.float32)
+        s_words = np.zeros(len(points), dtype=np.float32)
         if opts.rerank:
-            tokens = [self._tokens(p) for p in points]
+            tokens = [point_tokens(p.payload) for p in points]
             if opts.align_weight:
                 align = self.inference.align_prob([query] * len(points), tokens)
-            if opts.token_weight:
-                s_tokens = self.inference.token_scores(query, tokens)
-            score += opts.align_weight * align + opts.token_weight * s_tokens
+            if opts.word_weight:
+                s_words = self.inference.word_scores(query, tokens)
+            score += opts.align_weight * align + opts.word_weight * s_words
         t3 = time.perf_counter()
         order = np.argsort(-score, kind="stable")[:top_k]
         self.last_timings = Timings(t1 - t0, t2 - t1, t3 - t2, t3 - t0)
         return [self._hit(points[i], float(score[i]),
                           {"video": float(s_video[i]), "text": float(s_text[i]), "align": float(align[i]),
-                           "tokens": float(s_tokens[i])})
+                           "words": float(s_words[i])})
                 for i in order]
 
     def more_like_this(self, segment_id: str, top_k: int = 10, filters: Filters | None = None) -> list[Hit]:
@@ -172,10 +172,6 @@ class SearchEngine:
         s_text = np.array([np.dot(q, p.vector["text"]) if "text" in p.vector else -1.0 for p in points],
                           dtype=np.float32)
         return s_video, s_text
-
-    def _tokens(self, point) -> np.ndarray:
-        per_clip = int(point.payload.get("tokens_per_clip", 1))
-        return np.asarray(point.payload["tokens"], dtype=np.int64).reshape(-1, per_clip)
 
     def _hit(self, point, score: float, scores: dict[str, float]) -> Hit:
         p = point.payload

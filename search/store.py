@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 COLLECTION = "segments"
@@ -113,6 +115,12 @@ def connect(data_dir: Path, url: str | None = None, api_key: str | None = None, 
                 f"the index in {folder} is in use by another vbsearch process (an index run, the UI or a search); "
                 "wait for it to finish, or use a Qdrant server (--qdrant-url) for concurrent access") from exc
         raise
+
+
+def point_tokens(payload: dict) -> np.ndarray:
+    """(n_clips, tokens_per_clip) visual tokens stored with a point."""
+    per_clip = int(payload.get("tokens_per_clip", 1))
+    return np.asarray(payload["tokens"], dtype=np.int64).reshape(-1, per_clip)
 
 
 class SegmentStore:

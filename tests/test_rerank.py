@@ -31,7 +31,7 @@ def inference(tmp_path_factory):
     return VideoBertInference(model, tok)
 
 
-@pytest.mark.parametrize("component", ["align", "tokens"])
+@pytest.mark.parametrize("component", ["align", "words"])
 def test_rerank_lifts_aligned_candidates(inference, tmp_path, component):
     rng = np.random.default_rng(0)
     combos = [(c, o, m) for c in range(len(COLOURS)) for o in range(len(OBJECTS)) for m in range(len(MOTIONS))]
@@ -47,7 +47,7 @@ def test_rerank_lifts_aligned_candidates(inference, tmp_path, component):
     store.upsert(points)
     engine = SearchEngine(tmp_path, inference, store, "tiny")
     ann_only = RankingOptions(channels=("video",), rerank=False, candidates=len(combos))
-    weights = {"align_weight": 1.0, "token_weight": 0.0} if component == "align" else {"align_weight": 0.0}
+    weights = {"align_weight": 1.0, "word_weight": 0.0} if component == "align" else {"align_weight": 0.0}
     reranked = RankingOptions(channels=("video",), rerank=True, candidates=len(combos), **weights)
     before, after, best = [], [], []
     for c, o, m in combos[::4]:

@@ -123,9 +123,9 @@ def test_inference_api_shapes(tok, model):
     assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
     p = vb.align_prob(["the red ball"] * 3, videos)
     assert p.shape == (3,) and ((p > 0) & (p < 1)).all()
-    s = vb.token_scores("the red ball", videos)  # batch_size 2: the videos span two forward passes
+    s = vb.word_scores("the red ball", videos)  # batch_size 2: the videos span two forward passes
     assert s.shape == (3,) and ((s >= -1 - 1e-5) & (s <= 1 + 1e-5)).all()
-    assert np.allclose(s[1:], vb.token_scores("the red ball", videos[1:]), atol=1e-5)
+    assert np.allclose(s[1:], vb.word_scores("the red ball", videos[1:]), atol=1e-5)
     guesses = vb.predict_masked("now let me show you how to [MASK] the [MASK]", videos[0], top_k=3)
     assert len(guesses) == 2 and all(len(g) == 3 for g in guesses)
     assert all(not g.word.startswith(("[", "##")) for gs in guesses for g in gs)
