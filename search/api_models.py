@@ -60,7 +60,7 @@ class SearchRequest(BaseModel):
     query: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, description="what to look for, in plain words")
     top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="number of hits")
     filters: SearchFilters = Field(default_factory=SearchFilters)
-    rerank: bool = Field(True, description="rescore candidates with the alignment head")
+    rerank: bool = Field(True, description="rescore candidates with the word match and the alignment head")
 
     @field_validator("query")
     @classmethod

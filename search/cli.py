@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-duration", type=float, help="only moments at most this long (s)")
     parser.add_argument("--indexed-after", help="only videos indexed after this date (YYYY-MM-DD[THH:MM])")
     parser.add_argument("--label", help="only moments `vbsearch tag` labelled so (the fine-tuned classifier's label)")
-    parser.add_argument("--no-rerank", action="store_true", help="skip the alignment-head rerank")
+    parser.add_argument("--no-rerank", action="store_true", help="skip the rerank (word match and alignment head)")
     parser.add_argument("--like", metavar="SEGMENT_ID", help="more like this segment (the query is ignored)")
 
 

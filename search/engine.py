@@ -5,7 +5,7 @@
           -> rerank the union: each query word's best match among the candidate's visual words (late
              interaction, model.videobert.late_interaction), and the alignment head on
              [CLS] query [>] candidate tokens [SEP], one batch each
-          -> score = video similarity + word match + 0.2 P(aligned) + 0.1 max(transcript similarity, 0)
+          -> score = video similarity + 2 word match + 0.2 P(aligned) + 0.1 max(transcript similarity, 0)
           -> top_k hits
 
 Why the transcript weighs so little: the joint encoder's video vector already carries what the
@@ -53,7 +53,7 @@ class RankingOptions:
     channels: tuple[str, ...] = ("video", "text")  # which store channels retrieve candidates and score
     rerank: bool = True  # rescore candidates with the alignment head
     align_weight: float = 0.2  # weight of P(aligned) in the score
-    word_weight: float = 1.0  # weight of the query words' match with the visual words (part of the rerank)
+    word_weight: float = 2.0  # weight of the query words' match with the visual words (part of the rerank)
     text_weight: float = 0.1  # weight of the transcript similarity (negative similarity counts as 0)
 
 
