@@ -4,7 +4,7 @@
     q = vb.encode_text(["a hand pouring liquid"])            # (1, E) unit vectors
     m = vb.encode_video([tokens_of_window])                   # (1, E), same space
     p = vb.align_prob(["a hand pouring liquid"], [tokens])    # (1,) P(aligned), the reranker
-    s = vb.word_scores("a hand pouring liquid", [tokens])    # (1,) late-interaction score
+    s = vb.word_scores("a hand pouring liquid", [tokens])    # (1,) word match (late interaction)
     vb.predict_masked("now let me show you how to [MASK] the [MASK]", tokens, top_k=5)
         # -> [[(word, prob), ...] per [MASK]]   (the paper's zero-shot Task 2)
 Visual tokens are (n_clips, tokens_per_clip) int arrays from the visual vocabulary.
@@ -79,8 +79,7 @@ class VideoBertInference:
 
     @torch.inference_mode()
     def word_scores(self, text: str, videos: Sequence[np.ndarray]) -> np.ndarray:
-        """(N,) token-wise late-interaction score of one text against each video (mean over the text's
-        tokens of the best cosine with any visual token)."""
+        """(N,) word match of one text with each video's visual words (`model.videobert.word_match`)."""
         (tb,) = self._batches([text], [None])
         with self._autocast():
             h = self.model(**tb.model_inputs()).hidden

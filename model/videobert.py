@@ -160,8 +160,9 @@ class VideoBert(nn.Module):
         # all inputs (B, T) long
         off = self.cfg.visual_offset
         is_visual = (input_ids >= off).unsqueeze(-1)  # (B, T, 1)
-        words = torch.where(is_visual, self.visual_embeddings((input_ids - off).clamp(min=0)),
+        words = torch.where(is_visual, self._visual_rows(input_ids),
                             self.bert.embeddings.word_embeddings(input_ids.clamp(max=off - 1)))
+        # the slot's row also marks a masked visual position ([MASK] is a text id)
         embeds = words + self.group_embeddings(group_ids)  # (B, T, H)
         out = self.bert(inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_type_ids,
                         position_ids=position_ids)
@@ -205,10 +206,13 @@ class VideoBert(nn.Module):
         v = F.normalize(self.proj(hidden).float(), dim=-1)
         return v * mask.unsqueeze(-1).to(v.dtype)
 
+    def _visual_rows(self, input_ids: torch.Tensor) -> torch.Tensor:
+        # (B, T) ids -> (B, T, H) visual-word rows (text ids read row 0; callers mask them out)
+        return self.visual_embeddings((input_ids - self.cfg.visual_offset).clamp(min=0))
+
     def visual_word_vectors(self, input_ids: torch.Tensor, group_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # (B, T) ids, group ids, bool mask of the visual words to keep -> (B, T, embed_dim) unit vectors
-        off = self.cfg.visual_offset
-        e = self.visual_embeddings((input_ids - off).clamp(min=0)) + self.group_embeddings(group_ids)
+        e = self._visual_rows(input_ids) + self.group_embeddings(group_ids)
         v = F.normalize(self.word_proj(e).float(), dim=-1)
         return v * mask.unsqueeze(-1).to(v.dtype)
 

@@ -13,7 +13,7 @@ from videobert_synth import archive, tiny_model, tiny_tokenizer
 from model.pretrain import Pretrainer, PretrainOptions, lr_factor
 from model.pretrain_data import DataOptions, PretrainData, PretrainDataError, overlap_matrix, spans_overlap
 
-LOSSES = ("mlm", "mvm", "align", "itc", "itc_tokens")
+LOSSES = ("mlm", "mvm", "align", "itc", "itc_words")
 
 
 @pytest.fixture(autouse=True)
