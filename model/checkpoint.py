@@ -116,7 +116,8 @@ def _check_fits(model: VideoBert, state: dict[str, torch.Tensor], folder: Path) 
     problem = shape_mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()},
                              {k: tuple(v.shape) for k, v in state.items()})
     if problem:
-        raise CheckpointError(f"{folder}: weights do not fit the config: {problem}")
+        raise CheckpointError(f"{folder}: weights do not fit the config: {problem}; a model saved by another "
+                              "vbsearch version is retrained with `vbsearch train --fresh`, then `vbsearch index`")
 
 
 def shape_mismatch(expected: dict[str, tuple], found: dict[str, tuple]) -> str | None:
