@@ -221,13 +221,20 @@ class VideoBert(nn.Module):
 
 
 def late_interaction(text: torch.Tensor, text_mask: torch.Tensor, video: torch.Tensor,
-                     video_mask: torch.Tensor) -> torch.Tensor:
-    """(Bt, Bv) scores: for every text and video, the mean over text tokens of the best cosine with
-    any of the video's tokens. text: (Bt, Lt, E), video: (Bv, Lv, E) from `token_vectors`; masks bool."""
+                     video_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Bt, Bv) scores each way, from one similarity tensor: text -> video, the mean over text tokens of
+    the best cosine with any of the video's tokens; video -> text, the mean over video tokens of the best
+    cosine with any of the text's. text: (Bt, Lt, E), video: (Bv, Lv, E), unit vectors; masks bool."""
     sim = torch.einsum("ike,jle->ijkl", text, video)  # (Bt, Bv, Lt, Lv)
-    sim = sim.masked_fill(~video_mask[None, :, None, :], -2.0)  # below any cosine
-    best = sim.max(-1).values  # (Bt, Bv, Lt)
-    w = text_mask.to(best.dtype)[:, None, :]
+    to_video = _mean_of_best(sim, video_mask[None, :, None, :], text_mask[:, None, :], dim=-1)
+    to_text = _mean_of_best(sim, text_mask[:, None, :, None], video_mask[None, :, :], dim=-2)
+    return to_video, to_text
+
+
+def _mean_of_best(sim: torch.Tensor, candidates: torch.Tensor, counted: torch.Tensor, dim: int) -> torch.Tensor:
+    # best over `dim` among the candidates, then the mean over the counted tokens of the other side
+    best = sim.masked_fill(~candidates, -2.0).max(dim).values  # -2 is below any cosine
+    w = counted.to(best.dtype)
     return (best * w).sum(-1) / w.sum(-1).clamp(min=1.0)
 
 
@@ -236,8 +243,8 @@ def word_match(text: torch.Tensor, text_mask: torch.Tensor, words: torch.Tensor,
     """(Bt, Bv) late interaction both ways (FILIP): each text token's best visual word, and each visual
     word's best text token, averaged. The second half gives every visual word, a shape's as much as a
     colour's, a text token to answer to, where one way only the words the text needs get pulled."""
-    return (late_interaction(text, text_mask, words, words_mask)
-            + late_interaction(words, words_mask, text, text_mask).t()) / 2
+    to_words, to_text = late_interaction(text, text_mask, words, words_mask)
+    return (to_words + to_text) / 2
 
 
 # -- initialisation from a pretrained text BERT --------------------------------------------------------

@@ -142,5 +142,5 @@ def test_late_interaction_matches_every_text_token_on_its_own():
                          torch.stack([red, right, right]),  # red, but moving the other way
                          torch.stack([red, sky, left])])  # "left" hidden by the mask
     video_mask = torch.tensor([[True, True, True], [True, True, True], [True, True, False]])
-    s = late_interaction(text, text_mask, video, video_mask)[0]
+    s = late_interaction(text, text_mask, video, video_mask)[0][0]  # text -> video, the one text
     assert torch.allclose(s, torch.tensor([1.0, 0.5, 0.5]))
