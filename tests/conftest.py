@@ -14,7 +14,10 @@ from vbsearch.config import Settings, load_settings
 # Small enough for CI on 2 cores, large enough that the model learns something:
 # 2 videos x 8 scenes, a 2-layer model cut from MiniLM, a few dozen pretraining steps.
 ARCHIVE_MINUTES = 1.5
-ARCHIVE_SEED = 7
+# Seed 0 (the generator's default) names every colour, shape and direction it shows in some narration;
+# seed 7 never said "circle" or "left", and no model can ground a word it never hears
+# (test_search_e2e checks this precondition).
+ARCHIVE_SEED = 0
 TRAIN_STEPS = 80
 TRAIN_LAYERS = 2
 

@@ -12,7 +12,7 @@ from search.engine import SearchEngine
 from search.evaluate import CONFIGS, first_relevant_rank
 from search.store import SegmentStore
 from vbsearch.cli import main
-from vbsearch.samplegen import generate
+from vbsearch.samplegen import DIRECTION_PHRASES, generate
 
 
 def _truth(archive):
@@ -39,21 +39,38 @@ def test_search_json_contract(indexed_archive, capsys):
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
 
 
-@pytest.mark.xfail(reason="issue 7's target (top-3 for 80 % of queries) is not met yet on the 16-scene suite "
-                   "archive: top-3 0.60 after 80 pretraining steps (0.67-0.68 after 200-250 steps, also on a "
-                   "24-scene archive); 6 of its 15 queries are visual-only and 16 scenes hold too few described "
-                   "ones to learn colour x shape x direction from", strict=False)
-def test_queries_find_their_scenes(indexed_archive):
-    truth, queries = _truth(indexed_archive)
-    engine = SearchEngine.open(indexed_archive.settings)
+def _query_ranks(archive) -> tuple[dict[str, int], list[dict]]:
+    """Each test query's first relevant rank (51 = not in the top 10) after `vbsearch index`."""
+    truth, queries = _truth(archive)
+    engine = SearchEngine.open(archive.settings)
     try:
-        ranks = {q["text"]: first_relevant_rank(engine.search(q["text"], 10), [truth[r] for r in q["relevant"]])
-                 for q in queries}
+        return {q["text"]: first_relevant_rank(engine.search(q["text"], 10), [truth[r] for r in q["relevant"]])
+                for q in queries}, queries
     finally:
         engine.close()
-    top3 = np.mean([r <= 3 for r in ranks.values()])
-    assert top3 >= 0.8, ranks
-    # Scenes narrated only by chatter are found by their pictures.
+
+
+def test_fixture_archive_names_every_attribute_it_shows(indexed_archive):
+    # What only chatter describes must be learnt from the scenes that say it: each colour, shape and
+    # direction shown is named by some narration, or no model could ground the query's word.
+    truth, _ = _truth(indexed_archive)
+    said = " ".join(s["narration"].lower() for s in truth.values())
+    for s in truth.values():
+        for word in (s["colour"], s["shape"], DIRECTION_PHRASES[s["direction"]]):
+            assert word in said, f"the fixture archive never says {word!r}"
+
+
+@pytest.mark.xfail(reason="issue 7's target (top-3 for 80 % of queries) is not met yet on the 16-scene suite "
+                   "archive: top-3 0.71 (10 of 14) after 80 pretraining steps, also after 200; the misses are "
+                   "2 of the 3 visual-only queries, a scene whose narration names only its colour and one "
+                   "whose narration the ASR misheard (rank 4)", strict=False)
+def test_queries_find_their_scenes(indexed_archive):
+    ranks, _ = _query_ranks(indexed_archive)
+    assert np.mean([r <= 3 for r in ranks.values()]) >= 0.8, {q: r for q, r in ranks.items() if r > 3}  # the misses
+
+
+def test_a_chatter_only_scene_is_found_by_its_pictures(indexed_archive):
+    ranks, queries = _query_ranks(indexed_archive)
     visual = [ranks[q["text"]] for q in queries if q["visual_only"]]
     assert visual and min(visual) <= 3, ranks
 
