@@ -133,7 +133,7 @@ def test_store_missing_makes_silent_segments_searchable(captioned, tmp_path, cap
 
 
 def test_eval_downstream_reports_both_tasks(captioned, indexed_archive, capsys):
-    from indexer.finetune import finetune_classify
+    from indexer.finetune import ClassifyTrainOptions, finetune_classify, stratified_split
     from indexer.labels import LABELS_FILE
     from search.downstream_eval import PAPER_YOUCOOK2, evaluate_downstream
 
@@ -141,7 +141,9 @@ def test_eval_downstream_reports_both_tasks(captioned, indexed_archive, capsys):
     q = evaluate_downstream(captioned, indexed_archive.archive_dir, meteor=False)
     assert q.notes == []
     c = q.classification
-    assert c.attribute == "direction" and c.held_out == 4 and c.scenes == 16
+    directions = [s["direction"] for s in json.loads((indexed_archive.archive_dir / "truth.json").read_text())]
+    held = stratified_split(directions, ClassifyTrainOptions().held_out, ClassifyTrainOptions().seed)[1]
+    assert c.attribute == "direction" and c.held_out == len(held) > 0 and c.scenes == 16
     assert 0 <= c.held_out_accuracy <= 1 and 0 <= c.majority_accuracy <= 1 and c.all_accuracy >= c.held_out_accuracy
     k = q.captioning
     assert k.windows == 4 and k.scores.n == 4 and k.scores.meteor is None
