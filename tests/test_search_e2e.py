@@ -39,10 +39,11 @@ def test_search_json_contract(indexed_archive, capsys):
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
 
 
-def _query_ranks(archive) -> tuple[dict[str, int], list[dict]]:
+@pytest.fixture(scope="module")
+def query_ranks(indexed_archive) -> tuple[dict[str, int], list[dict]]:
     """Each test query's first relevant rank (51 = not in the top 10) after `vbsearch index`."""
-    truth, queries = _truth(archive)
-    engine = SearchEngine.open(archive.settings)
+    truth, queries = _truth(indexed_archive)
+    engine = SearchEngine.open(indexed_archive.settings)
     try:
         return {q["text"]: first_relevant_rank(engine.search(q["text"], 10), [truth[r] for r in q["relevant"]])
                 for q in queries}, queries
@@ -64,13 +65,13 @@ def test_fixture_archive_names_every_attribute_it_shows(indexed_archive):
                    "archive: top-3 0.71 (10 of 14) after 80 pretraining steps, also after 200; the misses are "
                    "2 of the 3 visual-only queries, a scene whose narration names only its colour and one "
                    "whose narration the ASR misheard (rank 4)", strict=False)
-def test_queries_find_their_scenes(indexed_archive):
-    ranks, _ = _query_ranks(indexed_archive)
+def test_queries_find_their_scenes(query_ranks):
+    ranks, _ = query_ranks
     assert np.mean([r <= 3 for r in ranks.values()]) >= 0.8, {q: r for q, r in ranks.items() if r > 3}  # the misses
 
 
-def test_a_chatter_only_scene_is_found_by_its_pictures(indexed_archive):
-    ranks, queries = _query_ranks(indexed_archive)
+def test_a_chatter_only_scene_is_found_by_its_pictures(query_ranks):
+    ranks, queries = query_ranks
     visual = [ranks[q["text"]] for q in queries if q["visual_only"]]
     assert visual and min(visual) <= 3, ranks
 
