@@ -2,8 +2,9 @@
 
 Fills an embedded Qdrant store in a temp dir with synthetic segments (random unit vectors on both
 channels, random visual tokens), then runs queries through search.engine.SearchEngine with a model:
-`--model DIR` (a trained checkpoint, e.g. DATA_DIR/model) or, by default, a freshly initialised
-2-layer model cut from the offline MiniLM (latency does not depend on training).
+`--model DIR` (a trained checkpoint, e.g. DATA_DIR/model, with its narration lexicon) or, by default,
+a freshly initialised 2-layer model cut from the offline MiniLM and a lexicon counted over random
+narrated windows (latency does not depend on training).
 Prints the split and the ratio of total latency to the rerank forward pass alone (goal <= 1.3).
 
     python bench/bench_query.py [--sizes 10000 100000] [--queries 30] [--model DIR]
@@ -22,7 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.engine import RankingOptions, SearchEngine  # noqa: E402
+from model.lexicon import Lexicon, words_of  # noqa: E402
+from search.engine import RankingOptions, SearchEngine, load_lexicon, model_id_of  # noqa: E402
 from search.store import SegmentStore, StorePoint  # noqa: E402
 
 QUERIES = ("a red circle moving left", "a hand pouring liquid into a glass", "politicians visiting flooded streets",
@@ -40,6 +42,15 @@ def load_inference(model_dir: Path | None, tokens_per_clip: int, n_words: int):
     tok = VideoBertTokenizer.from_pretrained(None, n_words, tokens_per_clip)
     model = from_pretrained_bert(None, n_words, tokens_per_clip, None, tok.sep_id, layers=2)
     return VideoBertInference(model, tok)
+
+
+def bench_lexicon(model_dir: Path | None, tokens_per_clip: int, n_words: int, rng) -> Lexicon | None:
+    if model_dir:
+        return load_lexicon(model_dir, model_id_of(model_dir))
+    words = sorted({w for q in QUERIES for w in words_of(q)})
+    texts = [" ".join(rng.choice(words, size=6)) for _ in range(500)]
+    visual = [rng.integers(0, n_words, size=(CLIPS_PER_SEGMENT, tokens_per_clip)) for _ in range(500)]
+    return Lexicon.fit(texts, visual, n_words)
 
 
 def fill(store: SegmentStore, n: int, dim: int, tokens_per_clip: int, n_words: int, rng) -> None:
@@ -73,6 +84,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     inference = load_inference(args.model, tokens_per_clip=4, n_words=64)  # a checkpoint brings its own
     tpc, n_words = inference.tok.tokens_per_clip, inference.tok.n_visual_words
+    lexicon = bench_lexicon(args.model, tpc, n_words, rng)
     print(f"model: {args.model or 'MiniLM cut to 2 layers (untrained heads)'}, embed dim {inference.embed_dim}, "
           f"{args.candidates} candidates per channel")
     print("| segments | encode p50/p95 ms | ANN p50/p95 ms | rerank p50/p95 ms | total p50/p95 ms | total / rerank (p50) |")
@@ -84,7 +96,7 @@ def main() -> int:
             fill(store, n, inference.embed_dim, tpc, n_words, rng)
             fill_s = time.perf_counter() - t
             engine = SearchEngine(Path(tmp), inference, store, "bench",
-                                  RankingOptions(candidates=args.candidates))
+                                  RankingOptions(candidates=args.candidates), lexicon)
             engine.search(QUERIES[0], 10)  # warm-up
             rows = []
             for i in range(args.queries):

@@ -139,6 +139,15 @@ def load_or_fit_vocab(data_dir: Path, features: np.ndarray, extractor: str, grou
     return vocab
 
 
+def fit_lexicon(data, n_visual: int):
+    """The narration lexicon (`model.lexicon`) of every narrated window, held-out ones included: it is
+    counted, not trained, so nothing overfits to them."""
+    from model.lexicon import Lexicon
+
+    windows = [w for w in data.windows("train") + data.windows("held_out") if w.text]
+    return Lexicon.fit([w.text for w in windows], [data.tokens[w.clips] for w in windows], n_visual)
+
+
 def train(data_dir: Path, options: TrainOptions, device: str = "cpu", progress: bool = True) -> Path:
     """Pretrain VideoBERT on the catalog of `data_dir`; returns the model folder."""
     import torch
@@ -148,6 +157,7 @@ def train(data_dir: Path, options: TrainOptions, device: str = "cpu", progress: 
     from model.pretrain_data import PretrainData
     from model.tokenization import VideoBertTokenizer
     from model.videobert import from_pretrained_bert
+    from search.engine import model_id_of
 
     if options.threads:
         torch.set_num_threads(options.threads)
@@ -174,6 +184,7 @@ def train(data_dir: Path, options: TrainOptions, device: str = "cpu", progress: 
                             progress=progress)
     trainer = Pretrainer(model, tok, data, popts, device=device)
     result = trainer.fit(out, resume=resume)
+    fit_lexicon(data, vocab.n_words).save(out, model_id_of(out))
     if result.history:
         last = result.history[-1]
         log.info("trained %d steps in %.0f s (%.0f tokens/s): %s", len(result.history), result.seconds,

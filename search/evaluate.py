@@ -23,7 +23,8 @@ DEPTH = 50  # ranks looked at; a query with no hit in them gets rank DEPTH + 1
 CONFIGS: dict[str, dict] = {
     "transcript only": {"channels": ("text",), "rerank": False, "text_weight": 1.0},
     "encoder vectors only": {"channels": ("video",), "rerank": False},
-    "+ word matching": {"channels": ("video",), "rerank": True, "align_weight": 0.0},
+    "+ word matching": {"channels": ("video",), "rerank": True, "align_weight": 0.0, "lexicon_weight": 0.0},
+    "+ narration lexicon": {"channels": ("video",), "rerank": True, "align_weight": 0.0},
     "+ alignment rerank": {"channels": ("video",), "rerank": True},
     "full system": {},
 }

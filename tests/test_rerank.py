@@ -1,5 +1,5 @@
-"""The reranker: with a trained tiny VideoBERT, the alignment head and the token-wise late
-interaction each lift aligned candidates.
+"""The reranker: with a trained tiny VideoBERT, the alignment head, the token-wise late
+interaction and the narration lexicon each lift aligned candidates.
 
 The store's video vectors are made uninformative (random), so the ANN order is arbitrary; only the
 rerank can bring the moment that matches the query to the top.
@@ -10,8 +10,18 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from videobert_synth import COLOURS, MOTIONS, OBJECTS, archive, clip_tokens, tiny_model, tiny_tokenizer
+from videobert_synth import (
+    COLOURS,
+    MOTIONS,
+    N_VISUAL,
+    OBJECTS,
+    archive,
+    clip_tokens,
+    tiny_model,
+    tiny_tokenizer,
+)
 
+from indexer.train import fit_lexicon
 from model.inference import VideoBertInference
 from model.pretrain import Pretrainer, PretrainOptions
 from model.pretrain_data import DataOptions, PretrainData
@@ -20,7 +30,7 @@ from search.store import SegmentStore, StorePoint
 
 
 @pytest.fixture(scope="module")
-def inference(tmp_path_factory):
+def trained(tmp_path_factory):
     tok = tiny_tokenizer(tmp_path_factory.mktemp("tok"))
     sentences, clips, tokens = archive()
     data = PretrainData(pl.DataFrame(sentences), pl.DataFrame(clips), tokens, DataOptions(held_out_fraction=0.0))
@@ -28,11 +38,18 @@ def inference(tmp_path_factory):
                            progress=False)
     model = tiny_model(tok, hidden=64)
     Pretrainer(model, tok, data, opts).fit()
-    return VideoBertInference(model, tok)
+    return VideoBertInference(model, tok), fit_lexicon(data, N_VISUAL)
 
 
-@pytest.mark.parametrize("component", ["align", "words"])
-def test_rerank_lifts_aligned_candidates(inference, tmp_path, component):
+# the weights that leave one component alone in the rerank
+ALONE = {"align": {"word_weight": 0.0, "lexicon_weight": 0.0, "align_weight": 1.0},
+         "words": {"align_weight": 0.0, "lexicon_weight": 0.0},
+         "lexicon": {"align_weight": 0.0, "word_weight": 0.0}}
+
+
+@pytest.mark.parametrize("component", list(ALONE))
+def test_rerank_lifts_aligned_candidates(trained, tmp_path, component):
+    inference, lexicon = trained
     rng = np.random.default_rng(0)
     combos = [(c, o, m) for c in range(len(COLOURS)) for o in range(len(OBJECTS)) for m in range(len(MOTIONS))]
     store = SegmentStore.open(tmp_path)
@@ -45,10 +62,9 @@ def test_rerank_lifts_aligned_candidates(inference, tmp_path, component):
             "path": "/archive/v.mp4", "end": float(i * 3 + 3), "duration": 3.0, "text": "", "kind": "silence",
             "tokens": toks.reshape(-1).tolist(), "tokens_per_clip": 3, "model_id": "tiny", "indexed_at": 0.0}))
     store.upsert(points)
-    engine = SearchEngine(tmp_path, inference, store, "tiny")
+    engine = SearchEngine(tmp_path, inference, store, "tiny", lexicon=lexicon)
     ann_only = RankingOptions(channels=("video",), rerank=False, candidates=len(combos))
-    weights = {"align_weight": 1.0, "word_weight": 0.0} if component == "align" else {"align_weight": 0.0}
-    reranked = RankingOptions(channels=("video",), rerank=True, candidates=len(combos), **weights)
+    reranked = RankingOptions(channels=("video",), rerank=True, candidates=len(combos), **ALONE[component])
     before, after, best = [], [], []
     for c, o, m in combos[::4]:
         query = f"the {COLOURS[c]} {OBJECTS[o]} {MOTIONS[m]}"
@@ -58,7 +74,7 @@ def test_rerank_lifts_aligned_candidates(inference, tmp_path, component):
             ranks.append(1 + [h.start for h in hits].index(target))
         best.append(max(hits, key=lambda h: h.scores[component]).start == target)
     engine.close()
-    # Random vectors put the right moment anywhere; either rerank score lifts it (summed with the random
+    # Random vectors put the right moment anywhere; each rerank score lifts it (summed with the random
     # video similarity, whose spread at 64 dimensions is as large as the word match's margin), and on
     # its own picks it out of all 48.
     assert np.mean(after) < np.mean(before) / 3, (after, before)

@@ -79,7 +79,8 @@ def test_a_chatter_only_scene_is_found_by_its_pictures(query_ranks):
 def test_eval_table_has_every_configuration(indexed_archive, capsys):
     assert main(["eval", str(indexed_archive.archive_dir), "--data-dir", str(indexed_archive.data_dir)]) == 0
     out = capsys.readouterr().out
-    for name in ("transcript only", "encoder vectors only", "+ word matching", "+ alignment rerank", "full system"):
+    for name in ("transcript only", "encoder vectors only", "+ word matching", "+ narration lexicon", "+ alignment rerank",
+                 "full system"):
         assert name in out
     assert "zero-shot masked words" in out
     assert main(["eval", str(indexed_archive.archive_dir), "--data-dir", str(indexed_archive.data_dir), "--json"]) == 0

@@ -1,0 +1,90 @@
+"""The narration lexicon: counted word <-> visual-word associations, scored per candidate, saved safely."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import model.lexicon as lexicon_module
+from model.checkpoint import CheckpointError
+from model.lexicon import Lexicon, LexiconOptions, words_of
+
+COLOURS, SHAPES, MOVES = ("red", "green", "blue"), ("circle", "square", "cross"), ("left", "right", "up")
+N_VISUAL = 9  # visual words 0-2 colour, 3-5 shape, 6-8 motion
+
+
+def _windows(seed: int = 0, n: int = 60):
+    """Narrated windows: "the <colour> <shape> goes <move>" over clips showing exactly that."""
+    rng = np.random.default_rng(seed)
+    texts, visual = [], []
+    for _ in range(n):
+        c, s, m = rng.integers(0, 3, size=3)
+        texts.append(f"The {COLOURS[c]} {SHAPES[s]} goes {MOVES[m]}.")
+        visual.append(np.array([[c, 3 + s, 6 + m]] * 3))
+    return texts, visual
+
+
+def test_words_are_lower_cased_word_forms():
+    assert words_of("The RED circle, going up-wards; déjà vu") == ["the", "red", "circle", "going", "up", "wards",
+                                                                  "déjà", "vu"]
+
+
+def test_each_word_points_at_its_own_visual_word_and_function_words_at_none():
+    lex = Lexicon.fit(*_windows(), N_VISUAL)
+    for k, word in enumerate(COLOURS):
+        assert int(np.argmax(lex.row(word))) == k
+    assert int(np.argmax(lex.row("square"))) == 4 and int(np.argmax(lex.row("up"))) == 8
+    assert lex.row("the").max() < 1e-6  # in every window: no information
+    assert lex.row("purple") is None
+
+
+def test_the_scene_with_every_queried_attribute_scores_highest():
+    lex = Lexicon.fit(*_windows(), N_VISUAL)
+    target = np.array([[1, 5, 6]])  # green cross left
+    two_of_three = [np.array([[0, 5, 6]]), np.array([[1, 3, 6]]), np.array([[1, 5, 7]])]
+    scores = lex.scores("a green cross moving left", [target, *two_of_three, np.zeros((0, 3), np.int64)])
+    assert scores[0] > scores[1:4].max() > 0 and scores[4] == 0.0
+    assert lex.scores("nothing known here", [target]).tolist() == [0.0]
+
+
+def test_rare_words_are_ignored_until_they_reach_min_count():
+    texts, visual = _windows()
+    texts[0] += " zebra"
+    lex = Lexicon.fit(texts, visual, N_VISUAL)
+    assert lex.row("zebra") is None
+    assert Lexicon.fit(texts, visual, N_VISUAL, LexiconOptions(min_count=1)).row("zebra").max() > 0
+
+
+def test_rows_keep_only_the_strongest_links():
+    texts, visual = _windows()
+    full = Lexicon.fit(texts, visual, N_VISUAL)
+    capped = Lexicon.fit(texts, visual, N_VISUAL, LexiconOptions(max_links=1))
+    for word in COLOURS + SHAPES + MOVES:
+        assert np.count_nonzero(capped.row(word)) == 1
+        assert np.argmax(capped.row(word)) == np.argmax(full.row(word))
+        assert capped.row(word).max() == pytest.approx(full.row(word).max())
+
+
+def test_pair_counts_do_not_depend_on_the_merge_chunk(monkeypatch):
+    texts, visual = _windows(n=40)
+    whole = Lexicon.fit(texts, visual, N_VISUAL)
+    monkeypatch.setattr(lexicon_module, "_PAIR_CHUNK", 7)  # merge after nearly every window
+    chunked = Lexicon.fit(texts, visual, N_VISUAL)
+    for name in ("indptr", "indices", "values", "counts"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(chunked, name))
+
+
+def test_save_load_round_trip_and_refusals(tmp_path):
+    texts, visual = _windows()
+    lex = Lexicon.fit(texts, visual, N_VISUAL)
+    lex.save(tmp_path, "model-a")
+    back = Lexicon.load(tmp_path, "model-a")
+    query, candidates = "red square up", [v[:1] for v in visual[:10]]
+    np.testing.assert_array_equal(back.scores(query, candidates), lex.scores(query, candidates))
+    assert back.words == lex.words and back.options == lex.options
+    with pytest.raises(CheckpointError, match="vbsearch train"):
+        Lexicon.load(tmp_path, "model-b")
+    weights = tmp_path / lexicon_module.WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-8])
+    with pytest.raises(CheckpointError, match="checksum"):
+        Lexicon.load(tmp_path, "model-a")
