@@ -89,7 +89,7 @@ class HitOut(BaseModel):
     segment_id: str = Field(..., description="for more-like-this, details, thumbnail and preview")
     thumbnail: str | None = Field(None, description="the thumbnail's path on the server")
     fps: float | None = None
-    scores: dict[str, float] = Field(default_factory=dict, description="component scores: video, words (word match), align, text")
+    scores: dict[str, float] = Field(default_factory=dict, description="component scores: video, words (word match), lexicon (narration lexicon), align, text")
     thumbnail_url: str | None = Field(None, description="GET this (relative to the API root) for the JPEG")
     preview_url: str = Field(..., description="GET this (relative to the API root) for an MP4 of the moment")
 
