@@ -11,7 +11,8 @@ by the mean over the query's known words of each word's best PPMI among the cand
 Why, beside the trained word match: counting needs no gradient steps, so on a small archive a colour
 word already points at its colour's visual words after a few narrated sentences, and a scene that
 only chatter accompanies is still scored by each of its attributes. On four 20-minute sample
-archives it raised visual-only R@10 and MRR with every other part unchanged (README, "Measured here").
+archives it raised MRR on all four and visual-only R@10 on two, the rest unchanged (README, "Measured
+here").
 Function words co-occur with everything, so their PPMI stays near 0 and they weigh little.
 
 Artefacts, beside the VideoBERT checkpoint (`vbsearch train` writes DATA_DIR/model/lexicon.*):
