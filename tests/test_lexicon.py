@@ -88,3 +88,14 @@ def test_save_load_round_trip_and_refusals(tmp_path):
     weights.write_bytes(weights.read_bytes()[:-8])
     with pytest.raises(CheckpointError, match="checksum"):
         Lexicon.load(tmp_path, "model-a")
+
+
+def test_search_goes_on_without_a_missing_or_foreign_lexicon(tmp_path, caplog):
+    from search.engine import load_lexicon
+
+    assert load_lexicon(tmp_path, "model-a") is None  # a model trained before the lexicon existed
+    Lexicon.fit(*_windows(), N_VISUAL).save(tmp_path, "model-b")
+    with caplog.at_level("WARNING", logger="search.engine"):
+        assert load_lexicon(tmp_path, "model-a") is None
+    assert "vbsearch train" in caplog.text
+    assert load_lexicon(tmp_path, "model-b") is not None
