@@ -6,6 +6,7 @@ A checkpoint folder holds
     config.json             model config, tokenizer settings, SHA-256 of every weights file (written last)
     optimizer.safetensors   AdamW moments (training checkpoints only)
     trainer_state.json      step, schedule, options, loss history, optimizer param groups (training only)
+    lexicon.safetensors     the narration lexicon, with lexicon.json (model/lexicon.py; `vbsearch train`)
 Files are written to a temporary name and renamed; config.json / trainer_state.json carry the
 hashes, so a torn or tampered weights file is refused with a clear error instead of loading.
 """
