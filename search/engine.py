@@ -5,7 +5,7 @@
           -> rerank the union: each query word's best match among the candidate's visual words (late
              interaction, model.videobert.late_interaction), and the alignment head on
              [CLS] query [>] candidate tokens [SEP], one batch each; and the narration lexicon (each
-             query word's best co-occurrence PPMI among the candidate's visual words, model.lexicon)
+             query word's strongest link among the candidate's visual words, model.lexicon)
           -> score = video similarity + 2 word match + lexicon + 0.2 P(aligned)
                      + 0.1 max(transcript similarity, 0)
           -> top_k hits
@@ -20,9 +20,9 @@ transcript channel still brings its candidates into the pool, and 0.1 breaks nea
 Why the word match: the pooled vectors blur a query's words into one direction; on 20-minute sample
 archives adding it raised visual-only R@10 (README, "Measured here").
 
-Why the lexicon too: it is counted over the archive's narration, not trained, so it ties a colour or a
-shape word to its visual words even where training has not yet; on four 20-minute sample archives it
-raised MRR on all four and visual-only R@10 on two, R@10 the same or higher (README, "Measured here").
+Why the lexicon too: it is estimated from the archive's narration by EM, not trained by gradient, so it
+ties a colour or a shape word to its visual words even where training has not yet (README, "Measured
+here").
 
 The model loads once per engine; the store stays open for the engine's life.
 """
