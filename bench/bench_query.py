@@ -3,7 +3,7 @@
 Fills an embedded Qdrant store in a temp dir with synthetic segments (random unit vectors on both
 channels, random visual tokens), then runs queries through search.engine.SearchEngine with a model:
 `--model DIR` (a trained checkpoint, e.g. DATA_DIR/model, with its narration lexicon) or, by default,
-a freshly initialised 2-layer model cut from the offline MiniLM and a lexicon counted over random
+a freshly initialised 2-layer model cut from the offline MiniLM and a lexicon fitted on random
 narrated windows (latency does not depend on training).
 Prints the split and the ratio of total latency to the rerank forward pass alone (goal <= 1.3).
 

@@ -1,8 +1,10 @@
-"""`vbsearch train`: fit the visual vocabulary (if the data dir has none) and pretrain VideoBERT on the catalog.
+"""`vbsearch train`: fit the visual vocabulary (if the data dir has none), pretrain VideoBERT on the catalog
+and fit its narration lexicon (model/lexicon.py) over the same narrated windows.
 
     catalog clips (features) --vocab--> visual tokens --+
     catalog sentences ---------------------------------+--> model.pretrain --> data_dir/model
-The model folder doubles as the training checkpoint: an interrupted run resumes where it stopped.
+The model folder doubles as the training checkpoint: an interrupted run resumes where it stopped;
+a run on a model already trained to --steps only fits the lexicon again.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ class Command:
 COMMANDS: tuple[Command, ...] = (
     Command("index", "ingest videos into the catalog and the search index (incremental)", "indexer.run", reads_media=True),
     Command("search", "search the index with a text query", "search.cli"),
-    Command("train", "fit the visual vocabulary and pretrain VideoBERT on the catalog", "indexer.train", reads_media=True),
+    Command("train", "fit the visual vocabulary, pretrain VideoBERT on the catalog, fit its narration lexicon",
+            "indexer.train", reads_media=True),
     Command("ui", "open the Streamlit search UI", "ui.launch"),
     Command("status", "show the data dir: catalog counts, failed files, model and index", "vbsearch.status"),
     Command("transcript", "export a video's recognised speech as srt, vtt, json or txt", "indexer.transcript", reads_media=True),
