@@ -14,8 +14,8 @@ Why EM and not raw co-occurrence counts: counts tie "square" to the colour visua
 happened to be narrated; EM lets "red" explain the red visual words, so they stop counting for
 "square" (explaining away). Why beside the trained word match: it needs no gradient steps, so on a small
 archive a colour word already points at its colour's visual words after a few narrated sentences, and
-a scene that only chatter accompanies is still scored attribute by attribute. In the full system on four
-20-minute sample archives it raised visual-only R@10 on three and MRR on all four (README, "Measured here").
+a scene that only chatter accompanies is still scored attribute by attribute. In the full system on five
+20-minute sample archives it raised visual-only R@10 on four and MRR on all five (README, "Measured here").
 
 Artefacts, beside the VideoBERT checkpoint (`vbsearch train` writes DATA_DIR/model/lexicon.*):
     lexicon.safetensors  the positive links (CSR: indptr, indices, values), and each word's window count
