@@ -70,7 +70,7 @@ class Lexicon:
         """From parallel lists: each window's text and its visual word ids (any shape, repeats allowed)."""
         if len(texts) != len(visual_words):
             raise ValueError(f"{len(texts)} texts but {len(visual_words)} visual windows")
-        vocab: dict[str, int] = {}
+        vocab: dict[str, int] = {}  # word -> id, in the order first heard (so list(vocab) is the id order)
         window_words = [np.array(sorted({vocab.setdefault(w, len(vocab)) for w in words_of(t)}), np.int64)
                         for t in texts]
         null = len(vocab)  # the NULL word, said in every window: it takes what no word accounts for
@@ -100,10 +100,7 @@ class Lexicon:
         top = rank < options.max_links
         w_of, v_of, lift = w_of[top], v_of[top], lift[top]
         indptr = np.searchsorted(w_of, np.arange(null + 1)).astype(np.int64)
-        words = [""] * null
-        for w, i in vocab.items():
-            words[i] = w
-        return cls(words, n_visual, indptr, v_of.astype(np.int64), lift, n_w[:null], options)
+        return cls(list(vocab), n_visual, indptr, v_of.astype(np.int64), lift, n_w[:null], options)
 
     def row(self, word: str) -> np.ndarray | None:
         """(n_visual,) links of `word` to every visual word; None for a word seen fewer than min_count times."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from model.lexicon import words_of
+
 # Characters with a meaning in HTML, CommonMark, GitHub markdown or Streamlit's markdown extensions.
 _SPECIAL = frozenset("&<>\"'`*_~[](){}#+-.!|\\$:=^")
 # Query words too common to be worth highlighting.
@@ -36,7 +38,7 @@ def _stem(word: str) -> str:
 
 def query_words(query: str) -> list[str]:
     """Stems of the query's words worth highlighting, longest first (so a longer one wins an overlap)."""
-    words = {_stem(w) for w in re.findall(r"\w+", query.lower()) if len(w) >= MIN_WORD_LEN and w not in STOPWORDS}
+    words = {_stem(w) for w in words_of(query) if len(w) >= MIN_WORD_LEN and w not in STOPWORDS}
     return sorted(words, key=lambda w: (-len(w), w))
 
 
