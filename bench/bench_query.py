@@ -23,7 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.lexicon import Lexicon, words_of  # noqa: E402
+from model.lexicon import Lexicon  # noqa: E402
+from model.terms import words_of  # noqa: E402
 from search.engine import RankingOptions, SearchEngine, load_lexicon, model_id_of  # noqa: E402
 from search.store import SegmentStore, StorePoint  # noqa: E402
 

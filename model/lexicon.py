@@ -8,33 +8,37 @@ by one of the words said in it (or by a NULL word, for what nobody mentions), an
 
 (M-step smoothed towards the visual words' overall shares p(v) with weight `alpha`). A word's link to a
 visual word is its lift, max(0, log t(v | w) / p(v)). Search scores a candidate by the mean over the
-query's known words of each word's strongest link among the candidate's visual words.
+query's known words of each word's strongest link among the candidate's visual words. "Word" here is a
+term (model.terms): the narrator's "upwards" and the query's "up" are one, and so are "moves" and "moving".
 
 Why EM and not raw co-occurrence counts: counts tie "square" to the colour visual words of the squares that
 happened to be narrated; EM lets "red" explain the red visual words, so they stop counting for
 "square" (explaining away). Why beside the trained word match: it needs no gradient steps, so on a small
 archive a colour word already points at its colour's visual words after a few narrated sentences, and
-a scene that only chatter accompanies is still scored attribute by attribute. In the full system on five
-20-minute sample archives it raised visual-only R@10 on four and MRR on all five (README, "Measured here").
+a scene that only chatter accompanies is still scored attribute by attribute. Why every word, even one
+heard once: on a small archive that is how often a colour or a direction is named at all. In the full
+system on five 20-minute sample archives it raised visual-only R@10 on four and MRR on all five (README,
+"Measured here").
 
 Artefacts, beside the VideoBERT checkpoint (`vbsearch train` writes DATA_DIR/model/lexicon.*):
     lexicon.safetensors  the positive links (CSR: indptr, indices, values), and each word's window count
-    lexicon.json         words, options, the base model's id, sha256 of the weights (last)
+    lexicon.json         terms and their rule (model.terms.TERMS), options, the base model's id,
+                         sha256 of the weights (last)
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from model.terms import TERMS, term, terms_of
+
 FORMAT = "vbsearch-lexicon"
 WEIGHTS_FILE = "lexicon.safetensors"
 CONFIG_FILE = "lexicon.json"
-_WORD = re.compile(r"\w+")
 _PAIR_CHUNK = 4_000_000  # (word, visual word) pairs handled at once: bounds memory on big archives
 
 
@@ -42,18 +46,13 @@ _PAIR_CHUNK = 4_000_000  # (word, visual word) pairs handled at once: bounds mem
 class LexiconOptions:
     alpha: float = 1.0  # pseudo-count pulling a word's t(v | w) towards p(v)
     iterations: int = 10  # EM iterations
-    min_count: int = 3  # windows a word needs before it is trusted (fewer: ignored in queries)
+    min_count: int = 1  # windows a word needs before it is trusted (fewer: ignored in queries)
     max_links: int = 256  # strongest visual words kept per word (a real vocabulary has 20,736)
-
-
-def words_of(text: str) -> list[str]:
-    """Lower-cased word forms, in order (any script: \\w is Unicode-aware)."""
-    return _WORD.findall(text.lower())
 
 
 @dataclass
 class Lexicon:
-    words: list[str]
+    words: list[str]  # terms (model.terms)
     n_visual: int
     indptr: np.ndarray  # (n_words + 1,) int64: row w is indices[indptr[w]:indptr[w + 1]]
     indices: np.ndarray  # (nnz,) int64 visual word ids
@@ -71,7 +70,7 @@ class Lexicon:
         if len(texts) != len(visual_words):
             raise ValueError(f"{len(texts)} texts but {len(visual_words)} visual windows")
         vocab: dict[str, int] = {}  # word -> id, in the order first heard (so list(vocab) is the id order)
-        window_words = [np.array(sorted({vocab.setdefault(w, len(vocab)) for w in words_of(t)}), np.int64)
+        window_words = [np.array(sorted({vocab.setdefault(w, len(vocab)) for w in terms_of(t)}), np.int64)
                         for t in texts]
         null = len(vocab)  # the NULL word, said in every window: it takes what no word accounts for
         window_words = [np.append(ws, null) for ws in window_words]
@@ -103,8 +102,12 @@ class Lexicon:
         return cls(list(vocab), n_visual, indptr, v_of.astype(np.int64), lift, n_w[:null], options)
 
     def row(self, word: str) -> np.ndarray | None:
-        """(n_visual,) links of `word` to every visual word; None for a word seen fewer than min_count times."""
-        i = self._index.get(word)
+        """(n_visual,) links of `word` (any form of it) to every visual word; None for a word seen fewer than
+        min_count times."""
+        return self._row(term(word.lower()))
+
+    def _row(self, word_term: str) -> np.ndarray | None:
+        i = self._index.get(word_term)
         if i is None or self.counts[i] < self.options.min_count:
             return None
         out = np.zeros(self.n_visual, np.float32)
@@ -115,7 +118,7 @@ class Lexicon:
     def scores(self, query: str, videos: Sequence[np.ndarray]) -> np.ndarray:
         """(N,) for each candidate's visual word ids: the mean over the query's known words of the word's
         strongest link among them (0 when no query word is known)."""
-        rows = [r for r in (self.row(w) for w in dict.fromkeys(words_of(query))) if r is not None]
+        rows = [r for r in (self._row(t) for t in dict.fromkeys(terms_of(query))) if r is not None]
         if not rows:
             return np.zeros(len(videos), np.float32)
         table = np.stack(rows)  # (n_query_words, n_visual)
@@ -131,14 +134,17 @@ class Lexicon:
         tensors = {"indptr": torch.from_numpy(self.indptr), "indices": torch.from_numpy(self.indices),
                    "values": torch.from_numpy(self.values), "counts": torch.from_numpy(self.counts)}
         return save_addon(folder, WEIGHTS_FILE, CONFIG_FILE, tensors, {
-            "format": FORMAT, "words": self.words, "n_visual": self.n_visual, "base_model_id": base_model_id,
-            "options": asdict(self.options)})
+            "format": FORMAT, "terms": TERMS, "words": self.words, "n_visual": self.n_visual,
+            "base_model_id": base_model_id, "options": asdict(self.options)})
 
     @classmethod
     def load(cls, folder: str | Path, base_model_id: str) -> Lexicon:
-        from model.checkpoint import load_addon
+        from model.checkpoint import CheckpointError, load_addon
 
         data, t = load_addon(folder, WEIGHTS_FILE, CONFIG_FILE, FORMAT, base_model_id, "vbsearch train")
+        if data.get("terms") != TERMS:  # its words would not meet the query's terms
+            raise CheckpointError(f"{folder}: a lexicon of words as {data.get('terms', 'written')!r}, not as {TERMS!r} "
+                                  "terms: run `vbsearch train` again (on a trained model it only refits the lexicon)")
         return cls(list(data["words"]), int(data["n_visual"]), t["indptr"].numpy(), t["indices"].numpy(),
                    t["values"].numpy(), t["counts"].numpy(), LexiconOptions(**data["options"]))
 

@@ -6,7 +6,7 @@
              interaction, model.videobert.late_interaction), and the alignment head on
              [CLS] query [>] candidate tokens [SEP], one batch each; and the narration lexicon (each
              query word's strongest link among the candidate's visual words, model.lexicon)
-          -> score = video similarity + 2 word match + 0.5 lexicon + 0.2 P(aligned)
+          -> score = video similarity + 2 word match + lexicon + 0.2 P(aligned)
                      + 0.1 max(transcript similarity, 0)
           -> top_k hits
 
@@ -64,7 +64,7 @@ class RankingOptions:
     rerank: bool = True  # rescore candidates with the alignment head
     align_weight: float = 0.2  # weight of P(aligned) in the score
     word_weight: float = 2.0  # weight of the query words' match with the visual words (part of the rerank)
-    lexicon_weight: float = 0.5  # weight of the narration lexicon's score (part of the rerank)
+    lexicon_weight: float = 1.0  # weight of the narration lexicon's score (part of the rerank)
     text_weight: float = 0.1  # weight of the transcript similarity (negative similarity counts as 0)
 
 

@@ -61,11 +61,6 @@ def test_fixture_archive_names_every_attribute_it_shows(indexed_archive):
             assert word in said, f"the fixture archive never says {word!r}"
 
 
-@pytest.mark.xfail(reason="issue 7's target (top-3 for 80 % of queries) is not met yet on the 16-scene suite "
-                   "archive: top-3 0.64 (9 of 14) after 80 pretraining steps (0.71 without the narration "
-                   "lexicon, also after 200 steps); the misses include 2 of the 3 visual-only queries, a scene "
-                   "whose narration names only its colour and one whose narration the ASR misheard. On "
-                   "20-minute archives top-3 is 0.76-0.88 (README)", strict=False)
 def test_queries_find_their_scenes(query_ranks):
     ranks, _ = query_ranks
     assert np.mean([r <= 3 for r in ranks.values()]) >= 0.8, {q: r for q, r in ranks.items() if r > 3}  # the misses

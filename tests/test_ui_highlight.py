@@ -7,19 +7,21 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ui.highlight import escape, highlight, query_words
+from ui.highlight import escape, highlight, query_terms
 
 
-def test_query_words_drop_stopwords_and_stem():
-    assert query_words("A man is Pouring water into the glasses") == ["glass", "water", "pour", "man"]
-    assert query_words("a of") == []
+def test_query_terms_drop_stopwords_and_stem():
+    assert query_terms("A man is Pouring water into the glasses") == {"glass", "water", "pour", "man"}
+    assert query_terms("a of") == set()
 
 
-def test_highlight_marks_word_starts_only():
+def test_highlight_marks_forms_of_the_query_words_only():
     assert highlight("Pouring milk; the spout pours.", "pours milk") == (
         "<mark>Pouring</mark> <mark>milk</mark>; the spout <mark>pours</mark>&#46;")
-    assert highlight("a carpet", "car") == "a <mark>carpet</mark>"
-    assert highlight("scar", "car") == "scar"  # inside a word: not a match
+    assert highlight("The circle moves upwards.", "circles going up") == (
+        "The <mark>circle</mark> moves <mark>upwards</mark>&#46;")
+    assert highlight("a carpet, two cars", "car") == "a carpet, two <mark>cars</mark>"  # another word: no mark
+    assert highlight("scar", "car") == "scar"
 
 
 def test_markup_in_text_and_query_stays_text():
