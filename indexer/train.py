@@ -186,12 +186,18 @@ def train(data_dir: Path, options: TrainOptions, device: str = "cpu", progress: 
                             progress=progress)
     trainer = Pretrainer(model, tok, data, popts, device=device)
     result = trainer.fit(out, resume=resume)
-    fit_lexicon(data, vocab.n_words).save(out, model_id_of(out))
+    lexicon = fit_lexicon(data, vocab.n_words)
+    lexicon.save(out, model_id_of(out))
+    log.info("narration lexicon: %d terms", len(lexicon.words))
     if result.history:
         last = result.history[-1]
-        log.info("trained %d steps in %.0f s (%.0f tokens/s): %s", len(result.history), result.seconds,
-                 result.tokens / max(result.seconds, 1e-9),
-                 " ".join(f"{k}={last[k]:.3f}" for k in ("loss", *LOSSES)))
+        if result.tokens:
+            log.info("trained %d steps in %.0f s (%.0f tokens/s): %s", len(result.history), result.seconds,
+                     result.tokens / max(result.seconds, 1e-9),
+                     " ".join(f"{k}={last[k]:.3f}" for k in ("loss", *LOSSES)))
+        else:  # a finished run resumed: only the lexicon was refitted
+            log.info("already trained %d steps (use --steps to train further, --fresh to start over)",
+                     len(result.history))
     if result.evals:
         log.info("held-out: %s", " ".join(f"{k}={v:.3f}" for k, v in result.evals[-1].items() if k != "step"))
     return out
