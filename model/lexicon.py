@@ -143,8 +143,9 @@ class Lexicon:
 
         data, t = load_addon(folder, WEIGHTS_FILE, CONFIG_FILE, FORMAT, base_model_id, "vbsearch train")
         if data.get("terms") != TERMS:  # its words would not meet the query's terms
-            raise CheckpointError(f"{folder}: a lexicon of words as {data.get('terms', 'written')!r}, not as {TERMS!r} "
-                                  "terms: run `vbsearch train` again (on a trained model it only refits the lexicon)")
+            raise CheckpointError(f"{folder}: the lexicon's words follow the rule {data.get('terms', 'as written')!r}, "
+                                  f"queries now {TERMS!r}: run `vbsearch train` again (on a trained model it only "
+                                  "refits the lexicon)")
         return cls(list(data["words"]), int(data["n_visual"]), t["indptr"].numpy(), t["indices"].numpy(),
                    t["values"].numpy(), t["counts"].numpy(), LexiconOptions(**data["options"]))
 
