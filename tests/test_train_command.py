@@ -58,14 +58,15 @@ def test_train_then_classify(tmp_path, capsys):
     lexicon = Lexicon.load(model_dir, model_id_of(model_dir))
     assert lexicon.row("red").max() > 0.5 > lexicon.row("the").max()
     # asking for more steps resumes from the saved state instead of starting over
-    assert main([*args[:-8], "--steps", "3", "--batch-size", "3", "--max-len", "24", "--threads", "1"]) == 0
+    three_steps = [*args[:-8], "--steps", "3", "--batch-size", "3", "--max-len", "24", "--threads", "1"]
+    assert main(three_steps) == 0
     state = json.loads((model_dir / "trainer_state.json").read_text())
     assert state["step"] == 3 and state["history"][:2] == first_two
     # a lexicon from a version with other word rules: re-running train refits it and trains nothing
     config = model_dir / "lexicon.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "terms": "exact-words"}))
     weights = (model_dir / "model.safetensors").read_bytes()
-    assert main([*args[:-8], "--steps", "3", "--batch-size", "3", "--max-len", "24", "--threads", "1"]) == 0
+    assert main(three_steps) == 0
     assert Lexicon.load(model_dir, model_id_of(model_dir)).row("red").max() > 0.5
     assert (model_dir / "model.safetensors").read_bytes() == weights
     assert json.loads((model_dir / "trainer_state.json").read_text())["step"] == 3
