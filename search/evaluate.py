@@ -4,7 +4,12 @@ Reads ARCHIVE/truth.json and ARCHIVE/queries.json (written by `python -m vbsearc
 runs every query through the engine in several configurations side by side, and prints
 R@1, R@5, R@10, MRR and median rank. A hit counts when it overlaps a relevant scene (same
 file, overlapping time). "visual-only R@10" is R@10 over the queries whose relevant scenes
-are all narrated by chatter: only the pictures can find them.
+are all narrated by chatter (or by nobody): only the pictures can find them.
+
+Beside the system, BM25 over the archive's true narration (what the generator said in each scene,
+word for word, no ASR errors) ranks the scenes: the upper bound of any search that listens and does
+not look. And the full system's recall is broken down by what each query names (colour, shape,
+motion, and which motion), so a weakness shows where it is.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+from model.terms import terms_of
 
 DEPTH = 50  # ranks looked at; a query with no hit in them gets rank DEPTH + 1
 
@@ -34,6 +41,10 @@ CONFIGS: dict[str, dict] = {
 # scene's visual tokens alone; the object slot should name the shape, the action slot the motion.
 MASKED_TEMPLATE = "now a [MASK] is going [MASK]"
 ACTION_WORDS = {"left": ("left",), "right": ("right",), "up": ("up", "upwards"), "down": ("down", "downwards")}
+BM25_ROW = "BM25, true narration"  # the speech-only upper bound's row
+BM25_K1, BM25_B = 1.2, 0.75  # Robertson's usual constants
+TIE_DRAWS = 200  # random orders of tied scenes averaged over (BM25 scores many scenes 0)
+ATTRIBUTES = ("colour", "shape", "motion")  # what a sample archive's query can name
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,91 @@ class Quality:
     visual_only_r10: float
 
 
+@dataclass(frozen=True)
+class Breakdown:
+    names: str  # what the queries name: "colour+shape+motion", or "motion = spin"
+    queries: int
+    r10: float  # R@10 of the full system over these queries
+    visual_only_queries: int
+    visual_only_r10: float  # nan when none is visual-only
+
+
+def query_names(query: dict, truth: dict[str, dict]) -> dict[str, str]:
+    """The attributes a query names: its own `names` (the generator family writes them), else the classic
+    generator's three, read off its first relevant scene (whose `direction` is its motion)."""
+    if "names" in query:
+        return dict(query["names"])
+    scene = truth[query["relevant"][0]]
+    return {"colour": scene["colour"], "shape": scene["shape"], "motion": scene.get("motion", scene.get("direction"))}
+
+
+def _summary(config: str, ranks: np.ndarray, visual: np.ndarray) -> Quality:
+    """`ranks`: (n_queries, draws) first relevant ranks, averaged over the draws (one draw for the engine)."""
+    v = ranks[visual]
+    return Quality(config, len(ranks), float(np.mean(ranks <= 1)), float(np.mean(ranks <= 5)),
+                   float(np.mean(ranks <= 10)), float(np.mean(np.where(ranks <= DEPTH, 1.0 / ranks, 0.0))),
+                   float(np.median(ranks.mean(axis=1))), len(v), float(np.mean(v <= 10)) if len(v) else float("nan"))
+
+
+def bm25_ranks(scenes: list[dict], queries: list[dict], seed: int = 0) -> np.ndarray:
+    """(n_queries, TIE_DRAWS) rank of each query's first relevant scene when BM25 over the scenes' true
+    narration ranks them, tied scenes in random order (the mean over draws is the expected rank)."""
+    docs = [terms_of(s.get("narration") or "") for s in scenes]
+    vocab = {t: i for i, t in enumerate(sorted({t for d in docs for t in d}))}
+    tf = np.zeros((len(docs), len(vocab)))
+    for i, d in enumerate(docs):
+        for t in d:
+            tf[i, vocab[t]] += 1
+    length = tf.sum(1)
+    df = (tf > 0).sum(0)
+    idf = np.log(1 + (len(docs) - df + 0.5) / (df + 0.5))
+    norm = BM25_K1 * (1 - BM25_B + BM25_B * length / max(length.mean(), 1e-9))
+    weight = idf * tf * (BM25_K1 + 1) / (tf + norm[:, None])  # (scenes, terms)
+    index = {s["scene_id"]: i for i, s in enumerate(scenes)}
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(queries), TIE_DRAWS))
+    for qi, q in enumerate(queries):
+        cols = [vocab[t] for t in dict.fromkeys(terms_of(q["text"])) if t in vocab]
+        score = weight[:, cols].sum(1)
+        relevant = np.zeros(len(scenes), bool)
+        relevant[[index[r] for r in q["relevant"]]] = True
+        for k in range(TIE_DRAWS):
+            order = np.lexsort((rng.random(len(scenes)), -score))
+            hit = np.flatnonzero(relevant[order])
+            out[qi, k] = hit[0] + 1 if len(hit) and hit[0] < DEPTH else DEPTH + 1
+    return out
+
+
+def breakdown(queries: list[dict], truth: dict[str, dict], ranks: np.ndarray) -> list[Breakdown]:
+    """R@10 by which attributes the queries name, then by the motion they name."""
+    groups: dict[str, list[int]] = {}
+    for i, q in enumerate(queries):
+        names = query_names(q, truth)
+        groups.setdefault("+".join(a for a in ATTRIBUTES if a in names), []).append(i)
+    by_motion: dict[str, list[int]] = {}
+    for i, q in enumerate(queries):
+        motion = query_names(q, truth).get("motion")
+        if motion is not None:
+            by_motion.setdefault(f"motion = {motion}", []).append(i)
+    out = []
+    for name, idx in [*sorted(groups.items()), *sorted(by_motion.items())]:
+        r = ranks[idx]
+        v = r[[queries[i]["visual_only"] for i in idx]]
+        out.append(Breakdown(name, len(r), float(np.mean(r <= 10)), len(v),
+                             float(np.mean(v <= 10)) if len(v) else float("nan")))
+    return out
+
+
+def breakdown_table(rows: list[Breakdown]) -> str:
+    lines = ["R@10 of the full system by what the query names",
+             f"| {'the query names':<26} | queries | R@10 | visual-only R@10 |",
+             f"|{'-' * 28}|---------|------|------------------|"]
+    for b in rows:
+        vis = f"{b.visual_only_r10:.2f} (n={b.visual_only_queries})" if b.visual_only_queries else "-"
+        lines.append(f"| {b.names:<26} | {b.queries:>7} | {b.r10:.2f} | {vis:>16} |")
+    return "\n".join(lines)
+
+
 def first_relevant_rank(hits, relevant: list[dict]) -> int:
     for rank, h in enumerate(hits, 1):
         name = Path(h.video).name
@@ -66,25 +162,27 @@ def first_relevant_rank(hits, relevant: list[dict]) -> int:
     return DEPTH + 1
 
 
-def evaluate(engine, archive: Path, configs: dict[str, dict] | None = None) -> list[Quality]:
-    truth = {s["scene_id"]: s for s in json.loads((archive / "truth.json").read_text())}
+@dataclass(frozen=True)
+class Evaluation:
+    rows: list[Quality]  # the engine's configurations, then BM25 over the true narration
+    breakdown: list[Breakdown]  # the full system's recall by what the queries name
+
+
+def evaluate(engine, archive: Path, configs: dict[str, dict] | None = None) -> Evaluation:
+    scenes = json.loads((archive / "truth.json").read_text())
+    truth = {s["scene_id"]: s for s in scenes}
     queries = json.loads((archive / "queries.json").read_text())
-    out = []
+    visual = np.array([bool(q["visual_only"]) for q in queries], bool)
+    rows, full = [], None
     for name, changes in (configs or CONFIGS).items():
         options = replace(engine.options, **changes)
-        ranks, visual = [], []
-        for q in queries:
-            hits = engine.search(q["text"], DEPTH, options=options)
-            rank = first_relevant_rank(hits, [truth[r] for r in q["relevant"]])
-            ranks.append(rank)
-            if q["visual_only"]:
-                visual.append(rank)
-        r = np.array(ranks)
-        v = np.array(visual)
-        out.append(Quality(name, len(r), float(np.mean(r <= 1)), float(np.mean(r <= 5)), float(np.mean(r <= 10)),
-                           float(np.mean(np.where(r <= DEPTH, 1.0 / r, 0.0))), float(np.median(r)),
-                           len(v), float(np.mean(v <= 10)) if len(v) else float("nan")))
-    return out
+        ranks = np.array([[first_relevant_rank(engine.search(q["text"], DEPTH, options=options),
+                                               [truth[r] for r in q["relevant"]])] for q in queries], float)
+        rows.append(_summary(name, ranks, visual))
+        if not changes:
+            full = ranks
+    rows.append(_summary(BM25_ROW, bm25_ranks(scenes, queries), visual))
+    return Evaluation(rows, breakdown(queries, truth, full) if full is not None else [])
 
 
 def masked_accuracy(inference, vocab, data_dir: Path, archive: Path) -> MaskedAccuracy:
@@ -104,7 +202,8 @@ def masked_accuracy(inference, vocab, data_dir: Path, archive: Path) -> MaskedAc
             continue
         tokens = window_tokens(catalog, vocab, video_id, scene["start"], scene["end"])
         obj, act = ([g.word for g in gs] for gs in inference.predict_masked(MASKED_TEMPLATE, tokens, top_k=5))
-        actions = ACTION_WORDS[scene["direction"]]
+        motion = scene.get("motion", scene.get("direction"))
+        actions = ACTION_WORDS.get(motion, (motion,))
         hits["o1"] += obj[0] == scene["shape"]
         hits["o5"] += scene["shape"] in obj
         hits["a1"] += act[0] in actions
@@ -153,15 +252,17 @@ def run(args: argparse.Namespace, settings) -> int:
     try:
         from model.vocab import VisualVocab
 
-        rows = evaluate(engine, args.archive)
+        result = evaluate(engine, args.archive)
         masked = masked_accuracy(engine.inference, VisualVocab.load(settings.vocab_path), settings.data_dir,
                                  args.archive)
     finally:
         engine.close()
     if args.json:
-        print(json.dumps({"retrieval": [asdict(r) for r in rows], "masked_words": asdict(masked)}, indent=2))
+        print(json.dumps({"retrieval": [asdict(r) for r in result.rows],
+                          "breakdown": [asdict(b) for b in result.breakdown], "masked_words": asdict(masked)},
+                         indent=2))
     else:
-        print(table(rows) + "\n\n" + masked_table(masked))
+        print(table(result.rows) + "\n\n" + breakdown_table(result.breakdown) + "\n\n" + masked_table(masked))
     if args.downstream:
         from search.downstream_eval import report
 

@@ -38,6 +38,16 @@ import functools
 import numpy as np
 
 from model.features import ClipFeatureExtractor
+from model.features.imagestats import (
+    LAYOUT_DIM,
+    ORIENT_BINS,
+    ORIENT_DIM,
+    gradients,
+    layout_features,
+    luma,
+    orientation_features,
+    per_clip_hist,
+)
 
 INPUT_SIZE = (160, 120)  # (width, height) clips are decoded at; 4:3 keeps all grids integral
 BATCH_SIZE = 16  # clips per call; ~9 MB of uint8 frames
@@ -50,11 +60,6 @@ MIN_SATURATION = 0.25  # below: grey
 MIN_VALUE = 0.15  # below: black, counted as grey
 COLOUR_FRAME_STEP = 3  # every 3rd frame (0.15 s) is plenty for colour statistics
 COLOUR_PIXEL_STEP = 2  # and every 2nd pixel each way
-# layout
-LAYOUT_GRID = 4  # 4x4 cells
-# shape
-ORIENT_BINS = 8  # unsigned orientation, 22.5 degrees each
-SHAPE_FLAT_ENERGY = 0.02  # gradient magnitude per pixel that counts as "some texture"
 # motion
 # Flow runs at half resolution (80x60): fast, and larger motions stay in the search range.
 FLOW_BLOCK = 8  # pixels (at flow resolution) per matched block
@@ -70,8 +75,8 @@ DIFF_SCALE = 0.05  # mean absolute frame difference (0..1) that counts as "a lot
 
 GROUP_DIMS = {
     "colour": HUE_BINS * CHROMA_VALUE_BINS + GREY_BINS,
-    "layout": LAYOUT_GRID * LAYOUT_GRID * 3,
-    "shape": 5 * ORIENT_BINS,
+    "layout": LAYOUT_DIM,
+    "shape": ORIENT_DIM,
     "motion": DIR_BINS + len(SPEED_EDGES) + 1 + 2 + 8 + 2,
     "subject": HUE_BINS * CHROMA_VALUE_BINS + GREY_BINS + ORIENT_BINS,
     "heading": DIR_BINS,
@@ -90,22 +95,6 @@ def _group_slices() -> dict[str, tuple[int, int]]:
         out[name] = (start, start + n)
         start += n
     return out
-
-
-def _per_clip_hist(bins: np.ndarray, weights: np.ndarray | None, n_bins: int) -> np.ndarray:
-    """bins: (B, N) int in [0, n_bins) -> (B, n_bins) (weighted) counts, one bincount for the batch."""
-    b = bins.shape[0]
-    flat = (bins + np.arange(b)[:, None] * n_bins).ravel()
-    w = None if weights is None else weights.ravel()
-    return np.bincount(flat, weights=w, minlength=b * n_bins).reshape(b, n_bins).astype(np.float64)
-
-
-def _cell_means(x: np.ndarray, grid: int) -> np.ndarray:
-    """(B, H, W, C) -> (B, grid, grid, C) means, cropping the remainder pixels."""
-    b, h, w, c = x.shape
-    ch, cw = h // grid, w // grid
-    x = x[:, : ch * grid, : cw * grid].reshape(b, grid, ch, grid, cw, c)
-    return x.mean(axis=(2, 4))
 
 
 @functools.lru_cache(maxsize=1)
@@ -136,46 +125,9 @@ def colour_features(rgb: np.ndarray) -> np.ndarray:
     """rgb: (B, t, h, w, 3) uint8, a temporal and spatial subsample -> (B, 28)."""
     b = rgb.shape[0]
     bins = colour_bins(rgb.reshape(b, -1, 3))
-    hist = _per_clip_hist(bins, None, GROUP_DIMS["colour"])
+    hist = per_clip_hist(bins, None, GROUP_DIMS["colour"])
     hist /= np.maximum(hist.sum(axis=1, keepdims=True), 1)
     return np.sqrt(hist)
-
-
-def layout_features(rgb: np.ndarray) -> np.ndarray:
-    """(B, t, h, w, 3) uint8 -> (B, 48): opponent colour means on a grid, time-averaged."""
-    mean_frame = rgb.mean(axis=1, dtype=np.float32) / 255.0  # (B, h, w, 3)
-    cells = _cell_means(mean_frame, LAYOUT_GRID)  # (B, g, g, 3)
-    r, g, bl = cells[..., 0], cells[..., 1], cells[..., 2]
-    opp = np.stack([(r + g + bl) / 3, r - g, (r + g) / 2 - bl], axis=-1)
-    return opp.reshape(len(rgb), -1) / LAYOUT_GRID  # norm ~1: 16 cells of values ~1
-
-
-def _gradients(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Central differences on the interior: (..., H, W) -> two (..., H-2, W-2)."""
-    gx = (gray[..., 1:-1, 2:] - gray[..., 1:-1, :-2]) / 2
-    gy = (gray[..., 2:, 1:-1] - gray[..., :-2, 1:-1]) / 2
-    return gx, gy
-
-
-def shape_features(gray: np.ndarray) -> np.ndarray:
-    """gray: (B, 3, H, W), three frames of each clip -> (B, 40): orientation histograms, frame + quadrants."""
-    b = gray.shape[0]
-    gx, gy = _gradients(gray)
-    mag = np.hypot(gx, gy)
-    ang = np.arctan2(gy, gx) % np.pi  # unsigned: an edge and its mirror are the same shape
-    obin = np.minimum((ang / np.pi * ORIENT_BINS).astype(np.int64), ORIENT_BINS - 1)
-    h, w = mag.shape[-2:]
-    qy = (np.arange(h) >= h // 2).astype(np.int64)
-    qx = (np.arange(w) >= w // 2).astype(np.int64)
-    quadrant = (qy[:, None] * 2 + qx[None, :])  # (H, W) in 0..3
-    bins = quadrant[None, None] * ORIENT_BINS + obin  # (B, 3, H, W)
-    quad = _per_clip_hist(bins.reshape(b, -1), mag.reshape(b, -1), 4 * ORIENT_BINS).reshape(b, 4, ORIENT_BINS)
-    whole = quad.sum(axis=1, keepdims=True)
-    hists = np.concatenate([whole, quad], axis=1)  # (B, 5, bins)
-    n_px = np.array([4.0] + [1.0] * 4)[None, :, None] * (3 * h * w / 4)
-    # Dividing by (mass + a texture floor) keeps flat cells near zero instead of amplifying noise.
-    hists = hists / (hists.sum(axis=2, keepdims=True) + SHAPE_FLAT_ENERGY * n_px)
-    return np.sqrt(hists).reshape(b, -1) / np.sqrt(5)
 
 
 def block_flow(planes: np.ndarray) -> np.ndarray:
@@ -223,9 +175,9 @@ def motion_features(gray: np.ndarray, flow: np.ndarray) -> np.ndarray:
     u, v = flow[..., 0], flow[..., 1]
     speed = np.hypot(u, v).reshape(b, -1)
     n = speed.shape[1]
-    dir_mass = _per_clip_hist(_direction_bins(flow), speed, DIR_BINS) / n  # mean px/frame moving in each direction
+    dir_mass = per_clip_hist(_direction_bins(flow), speed, DIR_BINS) / n  # mean px/frame moving in each direction
     sbin = np.searchsorted(np.asarray(SPEED_EDGES), speed)
-    speeds = np.sqrt(_per_clip_hist(sbin, None, len(SPEED_EDGES) + 1) / n)
+    speeds = np.sqrt(per_clip_hist(sbin, None, len(SPEED_EDGES) + 1) / n)
     mean_flow = flow.mean(axis=(1, 2, 3))  # (B, 2)
     by, bx = flow.shape[2:4]
     hy, hx = (by + 1) // 2, (bx + 1) // 2  # odd block counts: the middle row/column joins the first half
@@ -277,15 +229,15 @@ def subject_features(rgb: np.ndarray, gray: np.ndarray, flow: np.ndarray) -> np.
     weight = np.where(inside[None, None], moving[:, :, np.maximum(block, 0)], False).astype(np.float64)  # (B, P, h, w)
     cbins = colour_bins(rgb[:, frames])  # (B, P, h, w)
     n_col = GROUP_DIMS["colour"]
-    col = _excess(_per_clip_hist(cbins.reshape(b, -1), weight.reshape(b, -1), n_col),
-                  _per_clip_hist(cbins.reshape(b, -1), inside[None, None].repeat(p, 1).reshape(1, -1).repeat(b, 0)
+    col = _excess(per_clip_hist(cbins.reshape(b, -1), weight.reshape(b, -1), n_col),
+                  per_clip_hist(cbins.reshape(b, -1), inside[None, None].repeat(p, 1).reshape(1, -1).repeat(b, 0)
                                  .astype(np.float64), n_col))
-    gx, gy = _gradients(gray[:, frames])  # (B, P, h-2, w-2)
+    gx, gy = gradients(gray[:, frames])  # (B, P, h-2, w-2)
     mag = np.hypot(gx, gy)
     obin = np.minimum(((np.arctan2(gy, gx) % np.pi) / np.pi * ORIENT_BINS).astype(np.int64), ORIENT_BINS - 1)
     wm = weight[..., 1:-1, 1:-1] * mag
-    ori = _excess(_per_clip_hist(obin.reshape(b, -1), wm.reshape(b, -1), ORIENT_BINS),
-                  _per_clip_hist(obin.reshape(b, -1), mag.reshape(b, -1), ORIENT_BINS))
+    ori = _excess(per_clip_hist(obin.reshape(b, -1), wm.reshape(b, -1), ORIENT_BINS),
+                  per_clip_hist(obin.reshape(b, -1), mag.reshape(b, -1), ORIENT_BINS))
     return np.concatenate([col, ori], axis=1) / np.sqrt(2)
 
 
@@ -362,14 +314,8 @@ def silhouette_features(rgb: np.ndarray, flow: np.ndarray) -> np.ndarray:
 def heading_features(flow: np.ndarray) -> np.ndarray:
     """flow (B, P, by, bx, 2) -> (B, 8): the direction distribution of the moving blocks (0 if none)."""
     moving = np.abs(flow).sum(-1).reshape(len(flow), -1) > 0
-    hist = _per_clip_hist(_direction_bins(flow), moving.astype(np.float64), DIR_BINS)
+    hist = per_clip_hist(_direction_bins(flow), moving.astype(np.float64), DIR_BINS)
     return np.sqrt(hist / np.maximum(hist.sum(axis=1, keepdims=True), 1.0))
-
-
-def _luma(rgb: np.ndarray, full_scale: float) -> np.ndarray:
-    """(..., 3) -> (...) float32 Rec. 601 luma in [0, 1]; per-channel products beat a matmul here."""
-    w = np.array([0.299, 0.587, 0.114], np.float32) / np.float32(full_scale)
-    return rgb[..., 0] * w[0] + rgb[..., 1] * w[1] + rgb[..., 2] * w[2]
 
 
 def _opponent(rgb: np.ndarray, full_scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -395,18 +341,18 @@ class ColorMotion(ClipFeatureExtractor):
         b, t, h, w, _ = clips.shape
         # Colour statistics need neither every frame nor every pixel: a 1-in-3 frame, 1-in-4 pixel sample.
         sample = clips[:, ::COLOUR_FRAME_STEP, ::COLOUR_PIXEL_STEP, ::COLOUR_PIXEL_STEP]
-        shape_frames = _luma(clips[:, [0, t // 2, t - 1]].astype(np.float32), 255.0)  # (B, 3, H, W)
+        shape_frames = luma(clips[:, [0, t // 2, t - 1]].astype(np.float32), 255.0)  # (B, 3, H, W)
         # 2x2 box downscale for the flow; integer sums of strided views are far faster than mean(axis=...).
         hh, ww = h // 2 * 2, w // 2 * 2
         quad = clips[:, :, 0:hh:2, 0:ww:2].astype(np.uint16)
         for dy, dx in ((1, 0), (0, 1), (1, 1)):
             quad += clips[:, :, dy:hh:2, dx:ww:2]
-        small = _luma(quad, 4 * 255.0)  # (B, T, H/2, W/2)
+        small = luma(quad, 4 * 255.0)  # (B, T, H/2, W/2)
         flow = block_flow(np.stack([small, *_opponent(quad, 4 * 255.0)], axis=2))  # (B, P, by, bx, 2)
         small_rgb = (quad >> 2).astype(np.uint8)  # the same 2x2 box means, in colour
         p = flow.shape[1]
         outline_frames = clips[:, [0, FLOW_STEP * (p // 2), FLOW_STEP * (p - 1)]]  # first frames of three flow pairs
-        parts = [colour_features(sample), layout_features(sample), shape_features(shape_frames),
+        parts = [colour_features(sample), layout_features(sample), orientation_features(shape_frames),
                  motion_features(small, flow), subject_features(small_rgb, small, flow), heading_features(flow),
                  silhouette_features(outline_frames, flow)]
         return np.concatenate(parts, axis=1).astype(np.float32)
