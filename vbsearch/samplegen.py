@@ -11,7 +11,11 @@ Writes:
     OUT/queries.json             natural-language queries with the scenes relevant to each
     OUT/labels.csv               each scene's window and direction (video, start, end, label) for finetune-classify
 
-Usage: python -m vbsearch.samplegen OUT [--minutes 3] [--seed 0] [--sidecar]
+Usage: python -m vbsearch.samplegen OUT [--minutes 3] [--seed 0] [--sidecar] [--variant classic]
+       python -m vbsearch.samplegen --list-variants
+
+--variant NAME other than "classic" (this generator) makes an archive of that variant of the generator
+family (vbsearch.samplefamily): other shapes, colours, motions, backgrounds, cameras and narrators.
 """
 
 from __future__ import annotations
@@ -231,13 +235,30 @@ def make_queries(scenes: list[Scene], rng: np.random.Generator) -> list[Query]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vbsearch.samplegen", description=__doc__.split("\n")[0])
-    parser.add_argument("out", type=Path, help="output folder")
+    parser.add_argument("out", type=Path, nargs="?", help="output folder")
     parser.add_argument("--minutes", type=float, default=3.0, help="approximate total length (default: 3)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--sidecar", action="store_true", help="also write .srt subtitles beside each video")
+    parser.add_argument("--variant", default="classic",
+                        help="generator: classic (default) or a variant of vbsearch.samplefamily (--list-variants)")
+    parser.add_argument("--list-variants", action="store_true", help="list the variants and exit")
     args = parser.parse_args(argv)
+    if args.list_variants or args.variant != "classic":
+        from vbsearch import samplefamily  # imported here: the classic generator does not need it
+    if args.list_variants:
+        print("classic: the original generator (5 colours, 4 shapes, 4 directions, 4 backgrounds, 192x144 at 20 fps)")
+        for spec in samplefamily.VARIANTS.values():
+            print(samplefamily.describe(spec))
+        return 0
+    if args.out is None:
+        parser.error("the output folder OUT is required")
+    if args.variant != "classic" and args.variant not in samplefamily.VARIANTS:
+        parser.error(f"unknown variant {args.variant!r} (known: classic, {', '.join(samplefamily.VARIANTS)})")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    scenes, queries = generate(args.out, args.minutes, args.seed, args.sidecar)
+    if args.variant == "classic":
+        scenes, queries = generate(args.out, args.minutes, args.seed, args.sidecar)
+    else:
+        scenes, queries = samplefamily.generate(args.out, args.variant, args.minutes, args.seed, args.sidecar)
     hours = sum(s.end - s.start for s in scenes) / 60
     print(f"{len(scenes)} scenes ({hours:.1f} min), {len(queries)} queries "
           f"({sum(q.visual_only for q in queries)} visual-only) in {args.out}")
