@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from model.features import CLIP_FRAMES, SAMPLE_FPS  # the extractors' contract: 30 frames sampled at 20 fps
+
 log = logging.getLogger(__name__)
 
-SAMPLE_FPS = 20  # frames per second sampled from every video
-CLIP_FRAMES = 30  # frames per clip
 CLIP_SECONDS = CLIP_FRAMES / SAMPLE_FPS  # 1.5 s
 MIN_TAIL_FRAMES = 15  # 0.75 s: shorter tails after the last full clip are dropped
 CHUNK_CLIPS = 8  # clips per batch: 8 x 30 frames x 256x256x3 = 47 MB at the largest input size

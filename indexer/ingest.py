@@ -92,6 +92,8 @@ class VisualStage:
         width, height = ex.input_size
         reader = ClipReader(info.path, DecodeOptions(width, height, self.options.chunk_clips, self.options.decoder))
         tsize = thumbnails.thumb_size(info.width, info.height)
+        # the source's aspect over the decoded one: outlines are measured in the picture's own proportions
+        x_scale = (info.width / info.height) / (width / height) if info.width > 0 and info.height > 0 else 1.0
         if self.options.thumbnails:
             thumbnails.remove(self.data_dir, info.video_id)  # stale ones from an older version of the file
         feats, starts, ends, thumbs = [], [], [], []
@@ -100,7 +102,7 @@ class VisualStage:
         with bar:
             for batch in prefetch(reader, timer, "decode"):
                 with timer.time("features"):
-                    feats.append(ex(batch.frames))
+                    feats.append(ex(batch.frames, x_scale=x_scale))
                 if self.options.thumbnails:
                     with timer.time("thumbnails"):
                         for j in range(len(batch)):

@@ -5,16 +5,17 @@ from ingest_media import moving_texture
 from indexer.decode import CLIP_FRAMES, SAMPLE_FPS, ClipReader, DecodeOptions
 from model.features import EXTRACTORS, create_extractor, feature_groups
 from model.features.colormotion import ColorMotion
+from model.features.objectflow import ObjectFlow
 from vbsearch.synth import write_video
 
 RED, BLUE = (210, 40, 30), (30, 50, 210)
 
 
 def test_registry_and_groups():
-    assert set(EXTRACTORS) == {"s3d", "colormotion"}
+    assert set(EXTRACTORS) == {"s3d", "colormotion", "objectflow"}
     with pytest.raises(ValueError, match="unknown feature extractor"):
         create_extractor("sift")
-    for name, dim in (("colormotion", ColorMotion.dim), ("s3d", 1024)):
+    for name, dim in (("colormotion", ColorMotion.dim), ("s3d", 1024), ("objectflow", ObjectFlow.dim)):
         groups = feature_groups(name)
         spans = sorted(groups.values())
         assert spans[0][0] == 0 and spans[-1][1] == dim  # contiguous, covering every dim once
@@ -236,3 +237,85 @@ def test_colormotion_silhouette_tells_outlines_apart_whatever_size_colour_or_dir
     assert nearest_neighbour_accuracy(feats[:, s0:s1], labels) < 1.0  # edge directions alone confuse them
     still = np.repeat(np.stack(clips[:2])[:, :1], CLIP_FRAMES, axis=1)
     assert np.abs(ex(still)[:, a:b]).max() == 0.0  # nothing moves: no outline
+
+
+# -- objectflow: what the subject is and does, from optical flow and its outline -----------------------
+
+def _rendered_clip(shape: str, motion: str, *, colour=(215, 40, 40), background: str = "grass",
+                   camera: str = "static", texture: str = "solid", seed: int = 0) -> np.ndarray:
+    """One 1.5 s clip at objectflow's input size, drawn by the sample generator's renderer (its middle
+    1.5 s: motions have started, nothing has left the frame)."""
+    from vbsearch import render
+
+    w, h = create_extractor("objectflow").input_size
+    look = render.Look(shape, colour, texture, motion, background, camera, (0.22, 0.3), 0, False)
+    scene = render.SceneRenderer(look, (h, w), SAMPLE_FPS, 3 * CLIP_FRAMES, np.random.default_rng(seed), (background,))
+    frames = list(render.add_noise(scene.frames(), 4.0, (h, w), np.random.default_rng(seed)))
+    return np.stack(frames[CLIP_FRAMES: 2 * CLIP_FRAMES])
+
+
+def _group(ex, feats: np.ndarray, name: str) -> np.ndarray:
+    a, b = ex.groups[name]
+    return feats[:, a:b] * 2  # the kinematics groups are scaled by 1/2 overall
+
+
+def test_objectflow_shape_dtype_determinism_and_groups():
+    ex = create_extractor("objectflow")
+    assert list(ex.groups) == ["colour", "layout", "edges", "object_colour", "object_shape", "object_motion",
+                               "region_motion", "camera", "flow_hist"]
+    clips = np.stack([_rendered_clip("square", m, seed=s) for s, m in enumerate(("left", "spin", "still"))])
+    out = ex(clips)
+    assert out.shape == (3, ex.dim) and out.dtype == np.float32 and np.isfinite(out).all()
+    assert np.array_equal(out, ex(clips))
+    assert np.array_equal(out[1:], ex(clips[1:]))  # a clip's feature does not depend on its batch
+    norms = {name: np.linalg.norm(out[:, a:b], axis=1) for name, (a, b) in ex.groups.items()}
+    assert all(n.max() < 2.0 for n in norms.values())  # no group dominates the whole vector
+
+
+def test_objectflow_motion_says_what_the_subject_does():
+    from model.features.kinematics import DIR_BINS
+
+    ex = create_extractor("objectflow")
+    motions = ("left", "right", "up", "down", "spin", "grow", "shrink", "pulse", "bounce", "sway", "still")
+    clips = np.stack([_rendered_clip("star", m, seed=3) for m in motions])
+    own = dict(zip(motions, _group(ex, ex(clips), "object_motion"), strict=True))
+    # (heading 0..7 | speed, straightness | osc x, osc y, flips x, flips y | turn, |turn| | accel, fall |
+    #  growth, growth osc, growth flips | rotation, |rotation| | seen, unseen)
+    heading = {m: int(np.argmax(own[m][:DIR_BINS])) for m in ("right", "down", "left", "up")}
+    assert heading == {"right": 0, "down": 2, "left": 4, "up": 6}  # image y points down
+    assert own["right"][9] > 0.8 and own["still"][8] < 0.5 * own["left"][8]  # a straight run; a still thing
+    growth, rotation = DIR_BINS + 10, DIR_BINS + 14
+    assert own["grow"][growth] > 0.3 > -0.3 > own["shrink"][growth]
+    assert abs(own["spin"][rotation]) > 0.5 > max(abs(own[m][rotation]) for m in ("left", "grow", "still"))
+    assert own["pulse"][growth + 1] > 2 * max(own["still"][growth + 1], own["left"][growth + 1])
+    osc_x, osc_y = DIR_BINS + 2, DIR_BINS + 3
+    assert own["bounce"][osc_y] > 2 * own["bounce"][osc_x] and own["sway"][osc_x] > 2 * own["sway"][osc_y]
+
+
+def test_objectflow_subject_colour_and_outline_ignore_background_size_and_turn():
+    ex = create_extractor("objectflow")
+    cases = [(shape, colour, bg, motion, seed)
+             for shape in ("square", "star", "circle")
+             for colour in ((215, 40, 40), (40, 80, 225))
+             for bg, motion, seed in (("grass", "left", 1), ("sand", "spin", 2), ("studio", "grow", 3))]
+    feats = ex(np.stack([_rendered_clip(s, m, colour=c, background=bg, seed=seed) for s, c, bg, m, seed in cases]))
+    a, b = ex.groups["object_colour"]
+    assert nearest_neighbour_accuracy(feats[:, a:b], [c for _, c, *_ in cases]) == 1.0
+    a, b = ex.groups["object_shape"]
+    assert nearest_neighbour_accuracy(feats[:, a:b], [s for s, *_ in cases]) >= 0.9
+    # the whole frame's colours follow the background instead
+    a, b = ex.groups["colour"]
+    assert nearest_neighbour_accuracy(feats[:, a:b], [bg for *_, bg, _, _ in cases]) == 1.0
+
+
+def test_objectflow_camera_motion_is_not_the_subjects():
+    from model.features.kinematics import DIR_BINS
+
+    ex = create_extractor("objectflow")
+    feats = ex(np.stack([_rendered_clip("square", "still", background="brick", camera="pan", seed=s)
+                         for s in range(3)] + [_rendered_clip("square", "still", background="brick", seed=9)]))
+    a, b = ex.groups["camera"]
+    cam = feats[:, a:b] * np.sqrt(2)  # the camera group is scaled by 1/sqrt(2) overall
+    own = _group(ex, feats, "object_motion")
+    assert cam[:3, DIR_BINS].min() > 0.3 > cam[3, DIR_BINS]  # the pans are seen as the camera's
+    assert own[:, 8].max() < 0.3  # and the still subject stays still

@@ -16,7 +16,7 @@ DEFAULT_DATA_DIR = "vbsearch-data"  # relative to the working directory
 MODEL_DIR = "model"  # in the data dir: the VideoBERT checkpoint and its training state
 VOCAB_DIR = "vocab"  # in the data dir: the visual vocabulary
 
-FEATURES = ("s3d", "colormotion")
+FEATURES = ("s3d", "colormotion", "objectflow")
 ASR_BACKENDS = ("auto", "faster-whisper", "whisper-timestamped", "sidecar", "none")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -35,7 +35,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(DEFAULT_DATA_DIR)  # catalog, thumbnails, vocabulary, model, embedded Qdrant store
-    features: str = "colormotion"  # clip feature extractor: s3d | colormotion
+    features: str = "colormotion"  # clip feature extractor: s3d | colormotion | objectflow
     asr: str = "auto"  # auto = sidecar subtitles when present, else faster-whisper
     asr_model: str | None = None  # whisper model name or path; None = offline tiny.en when installed
     model_dir: Path | None = None  # a trained VideoBERT checkpoint to load instead of training one

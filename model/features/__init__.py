@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-EXTRACTORS = ("s3d", "colormotion")
+EXTRACTORS = ("s3d", "colormotion", "objectflow")
+SAMPLE_FPS = 20  # frames per second every clip is sampled at (indexer/decode.py)
+CLIP_FRAMES = 30  # frames per clip: 1.5 s
 
 
 class ClipFeatureExtractor(ABC):
@@ -31,8 +33,10 @@ class ClipFeatureExtractor(ABC):
     batch_size: int  # clips per call that fits the device comfortably
 
     @abstractmethod
-    def __call__(self, clips: np.ndarray) -> np.ndarray:
-        """(B, T, H, W, 3) uint8 RGB clips -> (B, dim) float32 features."""
+    def __call__(self, clips: np.ndarray, x_scale: float = 1.0) -> np.ndarray:
+        """(B, T, H, W, 3) uint8 RGB clips -> (B, dim) float32 features. `x_scale`: how much wider a decoded
+        pixel is in the source picture (decoding to `input_size` may change the aspect); extractors that
+        measure outlines or directions use it, the others ignore it."""
 
 
 def feature_groups(name: str) -> dict[str, tuple[int, int]]:
@@ -41,6 +45,10 @@ def feature_groups(name: str) -> dict[str, tuple[int, int]]:
         from model.features.colormotion import ColorMotion
 
         return dict(ColorMotion.groups)
+    if name == "objectflow":
+        from model.features.objectflow import ObjectFlow
+
+        return dict(ObjectFlow.groups)
     if name == "s3d":
         from model.features.s3d import S3DExtractor
 
@@ -54,6 +62,10 @@ def create_extractor(name: str, *, device: str = "cpu", s3d_weights: str | Path 
         from model.features.colormotion import ColorMotion
 
         return ColorMotion()
+    if name == "objectflow":
+        from model.features.objectflow import ObjectFlow
+
+        return ObjectFlow()
     if name == "s3d":
         from model.features.s3d import S3DExtractor
 

@@ -331,7 +331,7 @@ class ColorMotion(ClipFeatureExtractor):
     input_size = INPUT_SIZE
     batch_size = BATCH_SIZE
 
-    def __call__(self, clips: np.ndarray) -> np.ndarray:
+    def __call__(self, clips: np.ndarray, x_scale: float = 1.0) -> np.ndarray:
         if clips.ndim != 5 or clips.shape[-1] != 3 or clips.shape[1] < 2:
             raise ValueError(f"expected (B, T>=2, H, W, 3) clips, got shape {clips.shape}")
         out = [self._batch(clips[i : i + self.batch_size]) for i in range(0, len(clips), self.batch_size)]

@@ -83,7 +83,7 @@ class S3DExtractor(ClipFeatureExtractor):
         self.model = model.eval().to(self.device)
         log.info("S3D loaded from %s on %s", weights_path or "torchvision", self.device)
 
-    def __call__(self, clips: np.ndarray) -> np.ndarray:
+    def __call__(self, clips: np.ndarray, x_scale: float = 1.0) -> np.ndarray:
         import torch
 
         if clips.ndim != 5 or clips.shape[-1] != 3:
