@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from search.engine import SearchEngine
-from search.evaluate import CONFIGS, first_relevant_rank
+from search.evaluate import BM25_ROW, CONFIGS, first_relevant_rank
 from search.store import SegmentStore
 from vbsearch.cli import main
 from vbsearch.samplegen import DIRECTION_PHRASES, generate
@@ -79,9 +79,12 @@ def test_eval_table_has_every_configuration(indexed_archive, capsys):
                  "full system"):
         assert name in out
     assert "zero-shot masked words" in out
+    assert BM25_ROW in out and "R@10 of the full system by what the query names" in out
     assert main(["eval", str(indexed_archive.archive_dir), "--data-dir", str(indexed_archive.data_dir), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert [r["config"] for r in report["retrieval"]] == list(CONFIGS)
+    assert [r["config"] for r in report["retrieval"]] == [*CONFIGS, BM25_ROW]
+    by_names = {b["names"]: b for b in report["breakdown"]}
+    assert by_names["colour+shape+motion"]["queries"] == len(_truth(indexed_archive)[1])  # the classic form
     masked = report["masked_words"]
     assert masked["scenes"] == len(_truth(indexed_archive)[0])
     assert 0.0 <= masked["object_top1"] <= masked["object_top5"] <= 1.0
