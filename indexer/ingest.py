@@ -14,7 +14,7 @@ Catalog schema written by ingest (see indexer/catalog.py for the files and atomi
     has_audio     bool     the container has an audio stream
     codec         str      video codec, e.g. h264
     decoder       str      "decord" or "pyav": which decoder delivered the clips
-    features      str      feature extractor name (model/features), e.g. colormotion
+    features      str      feature extractor name (model/features), e.g. objectflow
     feature_dim   int64    length of each clip's feature vector
     feature_groups str     JSON {group: [start, stop)} of the extractor's named dimension groups
     n_clips       int64    rows in `clips` for this video

@@ -153,7 +153,7 @@ def build_stages(settings, options: IngestOptions) -> list[Stage]:
     """The mappers each file goes through, in order."""
     from model.features import create_extractor
 
-    # Only S3D runs on torch: asking colormotion runs for a torch device would import torch (~300 MB).
+    # Only S3D runs on torch: asking the weights-free extractors for a torch device would import torch (~300 MB).
     device = settings.torch_device if settings.features == "s3d" else "cpu"
     extractor = create_extractor(settings.features, device=device, s3d_weights=settings.s3d_weights)
     return [VisualStage(extractor, settings.data_dir, options), SpeechStage(settings)]

@@ -31,7 +31,7 @@ class TrainError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainOptions:
-    steps: int = 300  # optimizer steps
+    steps: int = 400  # optimizer steps
     batch_size: int = 8  # sentence windows per micro-batch
     itc_batch_size: int = 32  # sentence windows in the contrastive loss (the batch's and more)
     itc_neighbours: int = 2  # of those, per batch window, its nearest visual neighbours (hard negatives)
@@ -41,7 +41,8 @@ class TrainOptions:
     max_len: int = 64  # tokens per sequence, specials included
     max_text_len: int = 32  # wordpieces a paired sentence always keeps (at most half of max_len)
     bert: str | None = None  # initial BERT folder or name; None = offline all-MiniLM-L6-v2
-    layers: int | None = None  # keep only the first N pretrained layers (faster); None = all
+    layers: int | None = 2  # keep only the first N pretrained layers; None = all. On an unseen archive 2 layers x
+    # 400 steps retrieved better than all 6 x 300 (R@10 0.85 vs 0.80), a third of the time per step
     vocab_mode: str = "factored"  # paper | factored, used only when the vocabulary is fitted here
     fresh: bool = False  # ignore an existing model / training state and start over; refit a mismatched vocabulary
     seed: int = 0
@@ -64,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head-lr", type=float, default=d.head_lr, help=f"heads' peak learning rate (default {d.head_lr})")
     parser.add_argument("--max-len", type=int, default=d.max_len, help=f"tokens per sequence (default {d.max_len})")
     parser.add_argument("--bert", help="initial BERT checkpoint folder or hub name (default: offline all-MiniLM-L6-v2)")
-    parser.add_argument("--layers", type=int, help="keep only the first N layers of the initial BERT (faster)")
+    parser.add_argument("--layers", type=int, default=d.layers,
+                        help=f"keep only the first N layers of the initial BERT (default {d.layers}; 0 = all)")
     parser.add_argument("--vocab-mode", choices=("paper", "factored"), default=d.vocab_mode,
                         help="visual vocabulary mode when fitting one (default factored)")
     parser.add_argument("--fresh", action="store_true", help="start over instead of resuming data_dir/model (and "
@@ -209,7 +211,7 @@ def run(args: argparse.Namespace, settings) -> int:
 
     options = TrainOptions(steps=args.steps, batch_size=args.batch_size, itc_batch_size=args.itc_batch_size,
                            itc_neighbours=args.itc_neighbours, grad_accum=args.grad_accum, lr=args.lr,
-                           head_lr=args.head_lr, max_len=args.max_len, bert=args.bert, layers=args.layers,
+                           head_lr=args.head_lr, max_len=args.max_len, bert=args.bert, layers=args.layers or None,
                            vocab_mode=args.vocab_mode,
                            fresh=args.fresh, seed=args.seed, checkpoint_every=args.checkpoint_every,
                            threads=args.threads)

@@ -9,7 +9,7 @@ def test_defaults_without_anything(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     s = load_settings({}, environ={})
     assert s.data_dir == Path("vbsearch-data")
-    assert s.features == "colormotion" and s.asr == "auto" and s.qdrant_url is None
+    assert s.features == "objectflow" and s.asr == "auto" and s.qdrant_url is None
 
 
 def test_precedence_defaults_file_env_cli(tmp_path):

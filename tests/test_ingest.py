@@ -13,7 +13,7 @@ from indexer.catalog import Catalog
 from indexer.discover import video_id
 from indexer.ingest import VisualStage
 from indexer.run import index_paths
-from model.features.colormotion import ColorMotion
+from model.features.objectflow import ObjectFlow
 from vbsearch.cli import main
 from vbsearch.config import Settings
 
@@ -62,8 +62,8 @@ def test_index_folder_with_good_and_bad_files(archive, tmp_path, capsys):
     for row in videos.iter_rows(named=True):
         spec = SPEC[os.path.basename(row["path"])]
         assert row["video_id"] == video_id(row["path"])
-        assert row["features"] == "colormotion" and row["feature_dim"] == ColorMotion.dim
-        assert json.loads(row["feature_groups"]) == {k: list(v) for k, v in ColorMotion.groups.items()}
+        assert row["features"] == "objectflow" and row["feature_dim"] == ObjectFlow.dim
+        assert json.loads(row["feature_groups"]) == {k: list(v) for k, v in ObjectFlow.groups.items()}
         assert row["decoder"] == ("pyav" if "av1" in row["path"] else "decord")
         assert row["has_audio"] == spec.audio and (row["width"], row["height"]) == (128, 96)
         assert row["duration"] == pytest.approx(spec.n_frames / spec.fps, abs=0.05)
@@ -73,7 +73,7 @@ def test_index_folder_with_good_and_bad_files(archive, tmp_path, capsys):
         assert mine["start"].to_list() == [1.5 * i for i in range(row["n_clips"])]
         assert mine["end"].to_list()[-1] <= row["duration"] + 1e-9
         feats = np.array(mine["feature"].to_list(), dtype=np.float32)
-        assert feats.shape == (row["n_clips"], ColorMotion.dim) and np.isfinite(feats).all()
+        assert feats.shape == (row["n_clips"], ObjectFlow.dim) and np.isfinite(feats).all()
         for rel in mine["thumbnail"].to_list():
             with Image.open(data / rel) as im:
                 assert im.format == "JPEG" and im.size == (160, 120)  # source aspect 4:3
@@ -116,7 +116,7 @@ def test_rerun_skips_unchanged_and_reingests_changed(archive, tmp_path, capsys):
     rc, out, _ = index(capsys, folder, moved, "--data-dir", data)
     assert rc == 0 and "files: 1 ok, 0 failed, 2 skipped" in out
     row = catalog.read_table("videos").filter(pl.col("video_id") == video_id(moved)).row(0, named=True)
-    assert json.loads(row["feature_groups"]) == {k: list(v) for k, v in ColorMotion.groups.items()}
+    assert json.loads(row["feature_groups"]) == {k: list(v) for k, v in ObjectFlow.groups.items()}
 
 
 def test_force_reingests_and_thumbnails_can_be_off(archive, tmp_path, capsys):

@@ -71,7 +71,7 @@ def _add_model_flag(parser: argparse.ArgumentParser) -> None:
 
 def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     """Flags that choose how media is understood (index, train, transcript, ...)."""
-    parser.add_argument("--features", choices=FEATURES, help="clip feature extractor (default: colormotion)")
+    parser.add_argument("--features", choices=FEATURES, help="clip feature extractor (default: objectflow)")
     parser.add_argument("--asr", choices=ASR_BACKENDS,
                         help="speech backend (default: auto = sidecar .srt/.vtt when present, else faster-whisper)")
     parser.add_argument("--asr-model", help="whisper model name or path (default: offline tiny.en when installed)")

@@ -35,7 +35,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(DEFAULT_DATA_DIR)  # catalog, thumbnails, vocabulary, model, embedded Qdrant store
-    features: str = "colormotion"  # clip feature extractor: s3d | colormotion | objectflow
+    features: str = "objectflow"  # clip feature extractor: objectflow | colormotion | s3d
     asr: str = "auto"  # auto = sidecar subtitles when present, else faster-whisper
     asr_model: str | None = None  # whisper model name or path; None = offline tiny.en when installed
     model_dir: Path | None = None  # a trained VideoBERT checkpoint to load instead of training one
