@@ -1,8 +1,8 @@
 """How a thing moves over a clip, as a trajectory and as a fixed-length description.
 
 A `Trajectory` is a short series of measurements of one moving thing, in physical units (frame widths and
-seconds), whoever measured it: the residual optical flow of the moving region (model.features.opticalflow)
-or the outline of the tracked subject (model.features.subject). `kinematics_features` describes it:
+seconds): here, the clip's subject followed outline to outline (model.features.subject). `kinematics_features`
+describes it:
 
     net direction (8 soft bins, weighted by net speed), speed, straightness,
     oscillation along x and along y (swaying, bouncing) and how often each reverses,

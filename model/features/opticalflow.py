@@ -5,15 +5,13 @@
            -> camera motion: an affine field fitted to the whole frame by trimmed least squares
               (the background is most of the picture; the trimmed fit ignores what moves on it)
            -> residual flow = flow - camera field: the motion of things relative to the scene
-           -> per frame pair, the moving region (residual above MOVE_PX) and an affine fit of its
-              residual flow: translation of its centre, divergence (growing / shrinking), curl (turning)
+           -> per frame pair, the moving region (residual above MOVE_PX); `affine_motion` fits residual flow
+              over a region: translation of its centre, divergence (growing / shrinking), curl (turning)
 
 Farneback rather than DIS (OpenCV's fastest dense flow): on flat, noisy backgrounds DIS returns several
 pixels of flow where nothing moves, Farneback returns ~0.
 
-Descriptors (each group's norm about 1):
-- the moving region's `Trajectory` (described by model.features.kinematics).
-- `camera`: the camera field's pan, zoom, roll and shake.
+Descriptor (norm about 1):
 - `flow_hist`: the histograms of dense trajectories (Wang & Schmid 2013) over the residual flow: HOF
   (flow orientation, magnitude-weighted, with a no-motion bin) and MBH (orientation of the gradients of
   the flow's x and y components: motion boundaries, unchanged by any constant camera motion).
@@ -26,13 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from model.features import SAMPLE_FPS
 from model.features.kinematics import (
     DIR_BINS,
-    RATE_SCALE,
-    SPEED_SCALE,
-    TURN_SCALE,
-    Trajectory,
     direction_histogram,
 )
 
@@ -46,7 +39,6 @@ MIN_MOVING_PX = 12  # moving pixels (at flow resolution, 0.25 % of 80x60) below 
 TRIM_KEEP = 0.6  # share of the pixels (smallest residuals) the camera fit keeps in each refit
 TRIM_ROUNDS = 2  # refits after the first least-squares fit
 FIT_STRIDE = 2  # the camera fit reads every other pixel each way
-CAMERA_DIM = DIR_BINS + 4
 FLOW_HIST_DIM = (DIR_BINS + 1) + 2 * DIR_BINS
 
 
@@ -189,31 +181,6 @@ def affine_motion(residual: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray
     div = np.where(active, (a[:, 0, 0] + a[:, 1, 1]) / 2, 0.0)
     curl = np.where(active, (a[:, 1, 0] - a[:, 0, 1]) / 2, 0.0)
     return np.where(active[:, None], vel, 0.0), div, curl, active
-
-
-def trajectory(motion: ClipMotion) -> Trajectory:
-    """The moving region of each pair (`affine_motion`): its centre's velocity, growth (divergence) and
-    rotation (curl), in frame widths and seconds."""
-    b, p, h, w, _ = motion.residual.shape
-    vel, div, curl, active = affine_motion(motion.residual.reshape(-1, h, w, 2), motion.moving.reshape(-1, h, w))
-    dt = FLOW_STEP / SAMPLE_FPS
-    return Trajectory((vel / w / dt).reshape(b, p, 2), (div / dt).reshape(b, p), (curl / dt).reshape(b, p),
-                      active.reshape(b, p), PAIR_EVERY / SAMPLE_FPS)
-
-
-def camera_features(camera: np.ndarray, width: int) -> np.ndarray:
-    """(B, P, 6) camera fields at flow resolution `width` -> (B, CAMERA_DIM): pan direction and speed,
-    zoom, roll and shake, in frame widths and seconds."""
-    dt = FLOW_STEP / SAMPLE_FPS
-    pan = camera[..., :2].mean(1) / width / dt  # (B, 2)
-    speed = np.hypot(pan[:, 0], pan[:, 1])
-    heading = direction_histogram(pan[:, None], np.tanh(speed / SPEED_SCALE)[:, None])
-    zoom = (camera[..., 2] + camera[..., 5]).mean(1) / 2 / dt
-    roll = (camera[..., 4] - camera[..., 3]).mean(1) / 2 / dt
-    shake = np.hypot(*(camera[..., k].std(1) for k in (0, 1))) / width / dt
-    t = np.tanh
-    return np.concatenate([heading, t(speed / SPEED_SCALE)[:, None], t(zoom / RATE_SCALE)[:, None],
-                           t(roll / TURN_SCALE)[:, None], t(shake / SPEED_SCALE)[:, None]], 1) / np.sqrt(2)
 
 
 def flow_histograms(motion: ClipMotion) -> np.ndarray:
