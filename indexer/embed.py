@@ -2,7 +2,8 @@
 
 For each complete video in the catalog: visual tokens from the vocabulary, segments
 (indexer/segments.py), a "video" vector per segment (the joint encoder on its visual
-tokens) and a "text" vector where someone speaks (the encoder on the transcript).
+tokens), a "text" vector where someone speaks (the encoder on the transcript), and its
+visual words as the sparse "visual" vector.
 
 A video's points carry the model id and the catalog row's `indexed_at` stamp; a video is
 (re-)embedded when either differs from the store's, so re-running changes nothing, a
@@ -81,8 +82,14 @@ def _segment_points(video: dict, clips: pl.DataFrame, sentences: pl.DataFrame, t
             "model_id": model_id,
             "catalog_stamp": video["indexed_at"],
             "indexed_at": video["indexed_at"],
-        }))
+        }, visual_words(toks)))
     return points
+
+
+def visual_words(tokens: np.ndarray) -> dict[int, float]:
+    """(n_clips, tokens_per_clip) -> {visual word: share of the clips showing it}: the "visual" channel."""
+    ids, counts = np.unique(tokens, return_counts=True)
+    return {int(i): round(float(c) / len(tokens), 4) for i, c in zip(ids, counts, strict=True)}
 
 
 def sync_store(data_dir: Path, store: SegmentStore, inference, vocab, model_id: str,

@@ -115,6 +115,19 @@ class Lexicon:
         out[self.indices[lo:hi]] = self.values[lo:hi]
         return out
 
+    def query_vector(self, query: str) -> dict[int, float]:
+        """{visual word: mean over the query's known words of their link to it}: the query as visual words,
+        for the store's "visual" channel (its dot product with a segment's visual words, each weighted by the
+        share of clips showing it, averages each word's links within each feature group)."""
+        rows = [i for i in (self._index.get(t) for t in dict.fromkeys(terms_of(query)))
+                if i is not None and self.counts[i] >= self.options.min_count]
+        out: dict[int, float] = {}
+        for i in rows:
+            lo, hi = self.indptr[i], self.indptr[i + 1]
+            for v, link in zip(self.indices[lo:hi].tolist(), self.values[lo:hi].tolist(), strict=True):
+                out[v] = out.get(v, 0.0) + link / len(rows)
+        return out
+
     def scores(self, query: str, videos: Sequence[np.ndarray]) -> np.ndarray:
         """(N,) for each candidate's visual word ids: the mean over the query's known words of the word's
         strongest link among them (0 when no query word is known)."""

@@ -31,8 +31,8 @@ CONFIGS: dict[str, dict] = {
     "transcript only": {"channels": ("text",), "rerank": False, "text_weight": 1.0},
     "encoder vectors only": {"channels": ("video",), "rerank": False},
     "+ word matching": {"channels": ("video",), "rerank": True, "align_weight": 0.0, "lexicon_weight": 0.0},
-    "+ narration lexicon": {"channels": ("video",), "rerank": True, "align_weight": 0.0},
-    "+ alignment rerank": {"channels": ("video",), "rerank": True},
+    "+ narration lexicon": {"channels": ("video", "visual"), "rerank": True, "align_weight": 0.0},
+    "+ alignment rerank": {"channels": ("video", "visual"), "rerank": True},
     "full system": {},
 }
 

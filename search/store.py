@@ -1,8 +1,11 @@
 """The vector store: Qdrant through qdrant-client, embedded (a folder) or a server (a URL), one code path.
 
-One collection of segments. Named dense vectors, one per searchable channel:
-    "video"  the joint encoder's vector of the segment's visual tokens (video-only input)
-    "text"   the joint encoder's vector of the segment's transcript (text-only input; absent without speech)
+One collection of segments, one named vector per searchable channel:
+    "video"   dense: the joint encoder's vector of the segment's visual tokens (video-only input)
+    "text"    dense: the joint encoder's vector of the segment's transcript (text-only input; absent without speech)
+    "visual"  sparse: the segment's visual words, each weighted by the share of its clips that show it; a
+              query reaches it through the narration lexicon (an inverted index over visual words, as
+              Video Google's; model.lexicon)
 Payload: video_id, path, start, end, duration, text, kind, thumbnail, tokens, model_id, indexed_at
 (indexed on the fields filters use). Point ids are UUIDv5 of (video_id, start), so re-indexing a
 video overwrites its points instead of duplicating them.
@@ -31,7 +34,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 COLLECTION = "segments"
-CHANNELS = ("video", "text")
+DENSE = ("video", "text")  # dense channels: the encoder's vectors
+VISUAL = "visual"  # the sparse channel: visual words
+CHANNELS = (*DENSE, VISUAL)
 UPSERT_BATCH = 256  # points per upsert request
 COMPLETE_FIELD = "video_points"  # payload: how many points the point's video has (see the module doc)
 _ID_NAMESPACE = uuid.UUID("5b0c1e0e-7a53-4a5e-9f55-3c0d7b1e2f10")  # fixed: ids must survive restarts
@@ -60,8 +65,9 @@ class StoreBusyError(StoreError):
 class StorePoint:
     video_id: str
     start: float  # s
-    vectors: dict[str, list[float]]  # channel -> vector (missing channels are simply absent)
+    vectors: dict[str, list[float]]  # dense channel -> vector (missing channels are simply absent)
     payload: dict[str, Any] = field(default_factory=dict)
+    visual_words: dict[int, float] = field(default_factory=dict)  # the "visual" channel: word id -> share of clips
 
     @property
     def id(self) -> str:
@@ -151,18 +157,28 @@ class SegmentStore:
         vectors = self.client.get_collection(self.collection).config.params.vectors
         return int(vectors["video"].size)
 
+    def has_visual_channel(self) -> bool:
+        sparse = self.client.get_collection(self.collection).config.params.sparse_vectors or {}
+        return VISUAL in sparse
+
     def ensure(self, dim: int) -> None:
-        """Create the collection for `dim`-d vectors; a different existing dim is recreated (new model)."""
+        """Create the collection for `dim`-d vectors; a different existing dim (a new model), or a collection
+        made before the visual-word channel, is recreated: the next sync embeds every video again."""
         from qdrant_client import models
 
         current = self.dim()
-        if current == dim:
+        if current == dim and self.has_visual_channel():
             return
         if current is not None:
-            log.info("vector size changed (%d -> %d): recreating the collection", current, dim)
+            if current != dim:
+                log.info("vector size changed (%d -> %d): recreating the collection", current, dim)
+            else:
+                log.info("the collection predates the visual-word channel: recreating it (every video is embedded "
+                         "again from the catalog)")
             self.client.delete_collection(self.collection)
         params = models.VectorParams(size=dim, distance=models.Distance.COSINE)
-        self.client.create_collection(self.collection, vectors_config={c: params for c in CHANNELS})
+        self.client.create_collection(self.collection, vectors_config={c: params for c in DENSE},
+                                      sparse_vectors_config={VISUAL: models.SparseVectorParams()})
         for name in PAYLOAD_INDEXES:
             self.ensure_payload_index(name)
 
@@ -186,7 +202,10 @@ class SegmentStore:
         batch: list = []
         for p in points:
             payload = {"video_id": p.video_id, "start": p.start, **p.payload, COMPLETE_FIELD: per_video[p.video_id]}
-            batch.append(models.PointStruct(id=p.id, vector=p.vectors, payload=payload))
+            vector: dict[str, Any] = dict(p.vectors)
+            if p.visual_words:
+                vector[VISUAL] = sparse_vector(p.visual_words)
+            batch.append(models.PointStruct(id=p.id, vector=vector, payload=payload))
             if len(batch) >= UPSERT_BATCH:
                 self.client.upsert(self.collection, points=batch, wait=True)
                 n, batch = n + len(batch), []
@@ -255,18 +274,29 @@ class SegmentStore:
                 found[video_id] = dict.fromkeys(fields)
         return found
 
-    def search(self, channel: str, vector: list[float], limit: int, filters: Filters | None = None) -> list:
+    def search(self, channel: str, vector: list[float] | dict[int, float], limit: int,
+               filters: Filters | None = None) -> list:
+        """The `limit` best points of a channel: a dense vector for "video" and "text", {visual word: weight}
+        for "visual" (scored by the dot product with each point's visual words)."""
         if channel not in CHANNELS:
             raise StoreError(f"unknown channel {channel!r}")
-        if not self.exists():
+        if not self.exists() or (channel == VISUAL and not vector):
             return []
-        return self.client.query_points(self.collection, query=vector, using=channel, limit=limit,
+        query = sparse_vector(vector) if channel == VISUAL else vector
+        return self.client.query_points(self.collection, query=query, using=channel, limit=limit,
                                         query_filter=build_filter(filters), with_payload=True).points
 
     def retrieve(self, ids: list[str], with_vectors: bool | list[str] = False) -> list:
         if not ids or not self.exists():
             return []
         return self.client.retrieve(self.collection, ids=ids, with_payload=True, with_vectors=with_vectors)
+
+
+def sparse_vector(weights: dict[int, float]):
+    from qdrant_client import models
+
+    ids = sorted(weights)
+    return models.SparseVector(indices=[int(i) for i in ids], values=[float(weights[i]) for i in ids])
 
 
 def _match(key: str, value: str):

@@ -123,3 +123,15 @@ def test_a_word_does_not_take_the_visual_words_another_word_explains():
     lex = Lexicon.fit(texts, visual, 4)  # visual words: 0 red, 1 blue, 2 square, 3 circle
     assert lex.row("square")[2] > 0.5 and lex.row("square")[0] < 0.05
     assert lex.row("red")[0] > 0.5 and lex.row("red")[2] < 0.05
+
+
+def test_a_query_as_visual_words_averages_its_known_words_links():
+    texts = ["red square"] * 6 + ["blue square"] * 6
+    visual = [np.array([1, 10])] * 6 + [np.array([2, 10])] * 6
+    lex = Lexicon.fit(texts, visual, 20)
+    red, square = lex.row("red"), lex.row("square")
+    q = lex.query_vector("a red square, unheard-of")
+    assert set(q) == set(np.flatnonzero(red)) | set(np.flatnonzero(square))
+    for v, weight in q.items():
+        assert weight == pytest.approx((red[v] + square[v]) / 2, rel=1e-5)
+    assert lex.query_vector("nothing heard here") == {}

@@ -65,3 +65,26 @@ def test_second_process_gets_a_clear_busy_error(tmp_path, store):
             f"try:\n    SegmentStore.open(r'{tmp_path}')\nexcept StoreBusyError as e:\n    print('BUSY', e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.startswith("BUSY") and "in use by another vbsearch process" in out
+
+
+def test_the_visual_channel_ranks_by_the_visual_words_a_query_asks_for(store):
+    # three segments of four clips: the words each shows, and on how many of its clips
+    words = {0.0: {3: 1.0, 17: 0.5, 40: 0.25}, 6.0: {3: 0.25, 18: 1.0}, 12.0: {41: 1.0}}
+    store.upsert([StorePoint("v", t, {"video": [1.0] * 8}, {"path": "/archive/v.mp4", "end": t + 6}, w)
+                  for t, w in words.items()])
+    hits = store.search("visual", {3: 2.0, 17: 1.0}, limit=10)
+    assert [h.payload["start"] for h in hits] == [0.0, 6.0]  # 2*1 + 1*0.5 = 2.5; 2*0.25 = 0.5; none shared
+    assert hits[0].score == pytest.approx(2.5)
+    assert store.search("visual", {}, limit=10) == []  # a query the lexicon cannot put in pictures
+
+
+def test_a_collection_without_the_visual_channel_is_rebuilt(tmp_path):
+    from qdrant_client import models
+
+    with SegmentStore.open(tmp_path) as old:  # as versions before the visual channel made it
+        old.client.create_collection("segments", vectors_config={
+            c: models.VectorParams(size=8, distance=models.Distance.COSINE) for c in ("video", "text")})
+        old.upsert(_points("a", 2))
+        assert not old.has_visual_channel()
+        old.ensure(8)
+        assert old.has_visual_channel() and old.count() == 0  # emptied: the next sync embeds every video
