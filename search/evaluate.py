@@ -124,8 +124,26 @@ def bm25_ranks(scenes: list[dict], queries: list[dict], seed: int = 0) -> np.nda
     return out
 
 
+def taught(truth: dict[str, dict]) -> dict[tuple[str, str], int] | None:
+    """(attribute, value) -> how many scenes' narration names it; None when the truth does not say which
+    attributes a narration names (the generator family's `named` does; the classic generator's does not)."""
+    if not all("named" in s for s in truth.values()):
+        return None
+    counts: dict[tuple[str, str], int] = {}
+    for s in truth.values():
+        for a in s["named"]:
+            counts[(a, s[a])] = counts.get((a, s[a]), 0) + 1
+    return counts
+
+
+def _taught_bucket(n: int) -> str:
+    return "taught < 3 times" if n < 3 else "taught 3-5 times" if n <= 5 else "taught > 5 times"
+
+
 def breakdown(queries: list[dict], truth: dict[str, dict], ranks: np.ndarray) -> list[Breakdown]:
-    """R@10 by which attributes the queries name, then by the motion they name."""
+    """R@10 by which attributes the queries name, by the motion they name, and (where the truth says) by how
+    often the archive's narration names the least-named of them: a word no narration teaches can only be met
+    through the text encoder's sense of it."""
     groups: dict[str, list[int]] = {}
     for i, q in enumerate(queries):
         names = query_names(q, truth)
@@ -135,8 +153,14 @@ def breakdown(queries: list[dict], truth: dict[str, dict], ranks: np.ndarray) ->
         motion = query_names(q, truth).get("motion")
         if motion is not None:
             by_motion.setdefault(f"motion = {motion}", []).append(i)
+    by_taught: dict[str, list[int]] = {}
+    counts = taught(truth)
+    if counts is not None:
+        for i, q in enumerate(queries):
+            least = min(counts.get((a, v), 0) for a, v in query_names(q, truth).items())
+            by_taught.setdefault(_taught_bucket(least), []).append(i)
     out = []
-    for name, idx in [*sorted(groups.items()), *sorted(by_motion.items())]:
+    for name, idx in [*sorted(groups.items()), *sorted(by_motion.items()), *sorted(by_taught.items())]:
         r = ranks[idx]
         v = r[[queries[i]["visual_only"] for i in idx]]
         out.append(Breakdown(name, len(r), float(np.mean(r <= 10)), len(v),

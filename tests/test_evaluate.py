@@ -6,14 +6,14 @@ import pytest
 from search.evaluate import DEPTH, TIE_DRAWS, _summary, bm25_ranks, breakdown, query_names
 
 
-def _scene(sid: str, narration: str, colour="red", shape="star", motion="spin") -> dict:
+def _scene(sid: str, narration: str, colour="red", shape="star", motion="spin", named=()) -> dict:
     return {"scene_id": sid, "video": "v.mp4", "start": 0.0, "end": 1.0, "narration": narration,
-            "colour": colour, "shape": shape, "motion": motion}
+            "colour": colour, "shape": shape, "motion": motion, "named": list(named)}
 
 
 SCENES = [
-    _scene("a", "A red star spins slowly."),
-    _scene("b", "Look at this star.", colour="blue", motion="left"),
+    _scene("a", "A red star spins slowly.", named=("colour", "shape", "motion")),
+    _scene("b", "Look at this star.", colour="blue", motion="left", named=("shape",)),
     _scene("c", "Thank you for watching.", colour="green", shape="ring", motion="grow"),  # chatter
     _scene("d", "", colour="green", shape="ring", motion="bounce"),  # silent
     _scene("e", "The blue square moves left.", colour="blue", shape="square", motion="left"),
@@ -54,11 +54,22 @@ def test_breakdown_by_what_the_query_names():
     ranks = np.array([[1.0], [4.0], [20.0], [2.0]])
     rows = {b.names: b for b in breakdown(queries, truth, ranks)}
     assert set(rows) == {"colour+shape+motion", "shape+motion", "colour+shape", "motion = spin", "motion = grow",
-                         "motion = bounce"}
+                         "motion = bounce", "taught < 3 times"}  # no word is named three times here
+    assert rows["taught < 3 times"].queries == 4
     sm = rows["shape+motion"]
     assert (sm.queries, sm.r10, sm.visual_only_queries, sm.visual_only_r10) == (2, 0.5, 2, 0.5)
     assert np.isnan(rows["colour+shape"].visual_only_r10) and rows["colour+shape"].r10 == 1.0
     assert rows["motion = bounce"].r10 == 0.0
+
+
+def test_how_often_the_narration_teaches_what_a_query_names():
+    from search.evaluate import taught
+
+    scenes = [_scene(str(i), "A red star.", named=("colour", "shape")) for i in range(4)] + [_scene("x", "")]
+    counts = taught({s["scene_id"]: s for s in scenes})
+    assert counts == {("colour", "red"): 4, ("shape", "star"): 4}  # "spin" is never said
+    classic = {"s": {"scene_id": "s", "colour": "red", "shape": "circle", "direction": "left"}}
+    assert taught(classic) is None  # the classic generator does not record it
 
 
 def test_classic_queries_name_all_three_from_their_scene():
