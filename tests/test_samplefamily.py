@@ -197,7 +197,7 @@ def _swings(v: np.ndarray) -> int:
 @pytest.mark.parametrize("motion", sorted(render.MOTIONS))
 def test_each_motion_does_what_it_says(motion, seed):
     h, w = HW
-    area, cx, cy, angle = _masks(motion, "rectangle" if motion == "spin" else "star", seed)
+    area, cx, cy, angle = _masks(motion, "rectangle" if motion in ("spin", "wobble") else "star", seed)
     dx, dy = cx[-1] - cx[0], cy[-1] - cy[0]
     assert area.min() > 0.25 * (render.SIZE_LIMITS[0] * h) ** 2  # in the frame and big enough, all along
     steady = area.std() / area.mean() < 0.05
@@ -235,5 +235,7 @@ def test_each_motion_does_what_it_says(motion, seed):
         assert cx.max() - cx.min() > 0.15 * w and _swings(cx) >= 3 and cy.std() < 1
     elif motion == "still":
         assert cx.std() < 1 and cy.std() < 1 and steady
+    elif motion == "wobble":  # tilts to and fro in place
+        assert angle.max() - angle.min() > 25 and _swings(angle) >= 2 and cx.std() < 1 and cy.std() < 1
     else:
         pytest.fail(f"no check for motion {motion!r}: add one")

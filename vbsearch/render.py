@@ -72,6 +72,11 @@ SHAPES: dict[str, Callable[[], list[tuple[Points, bool]]]] = {
     "pentagon": lambda: [(_regular(5), True)],
     "ellipse": lambda: [(_ring_pts(0.97, ry=0.5), True)],
     "rectangle": lambda: [(_fit([(-1, -0.5), (1, -0.5), (1, 0.5), (-1, 0.5)]), True)],
+    # added for the test variants, after the system's choices were frozen (README)
+    "octagon": lambda: [(_regular(8), True)],
+    "trapezoid": lambda: [(_fit([(-0.55, -0.6), (0.55, -0.6), (1, 0.6), (-1, 0.6)]), True)],
+    "kite": lambda: [(_fit([(0, -1), (0.6, -0.25), (0, 1), (-0.6, -0.25)]), True)],
+    "semicircle": lambda: [(_fit(np.concatenate([_ring_pts(1.0, n=72)[:37], [[-1.0, 0.0]]])), True)],
 }
 ROUND_SHAPES = frozenset({"circle", "ring"})  # a spin shows only through their texture
 
@@ -286,6 +291,14 @@ def _sway(t, st, rng) -> Track:
     return _track(t, _spot(x0 + amp, x1 - amp, rng) + amp * swing, _spot(y0, y1, rng), size, 6 * swing)
 
 
+def _wobble(t, st, rng) -> Track:
+    """Tilts to and fro about its centre, in place (added after the freeze, for the test variants)."""
+    size = rng.uniform(*st.size)
+    x0, x1, y0, y1 = st.free(size)
+    tilt = rng.uniform(20, 35) * np.sin(2 * np.pi * rng.uniform(0.8, 1.5) * t + rng.uniform(0, 2 * np.pi))
+    return _track(t, _spot(x0, x1, rng), _spot(y0, y1, rng), size, tilt)
+
+
 def _still(t, st, rng) -> Track:
     size = rng.uniform(*st.size)
     x0, x1, y0, y1 = st.free(size)
@@ -297,7 +310,7 @@ MOTIONS: dict[str, MotionFn] = {
     "up-left": _translate(-1, -1), "up-right": _translate(1, -1),
     "down-left": _translate(-1, 1), "down-right": _translate(1, 1),
     "spin": _spin, "grow": _resize(True), "shrink": _resize(False), "bounce": _bounce, "pulse": _pulse,
-    "orbit": _orbit, "zigzag": _zigzag, "fall": _fall, "sway": _sway, "still": _still,
+    "orbit": _orbit, "zigzag": _zigzag, "fall": _fall, "sway": _sway, "still": _still, "wobble": _wobble,
 }
 
 
@@ -459,6 +472,24 @@ def _room(h, w, rng):
     return img * (0.95 + 0.08 * _noise(h, w, rng, h / 3))[..., None]
 
 
+def _forest(h, w, rng):  # added for the test variants: dark trunks over green undergrowth
+    y, x = _grid(h, w)
+    img = _column(h, w, _tint(rng, (70, 110, 60)), _tint(rng, (40, 70, 35))) * (0.8 + 0.3 * _noise(h, w, rng, h / 6))[..., None]
+    for _ in range(int(rng.integers(5, 9))):
+        cx, half = rng.uniform(0, w), rng.uniform(0.015, 0.04) * w
+        img[:, max(0, int(cx - half)): int(cx + half)] = _tint(rng, (70, 50, 35), 0.15)
+    return img
+
+
+def _sunset(h, w, rng):  # added for the test variants: an orange-to-violet sky over a dark horizon
+    y, x = _grid(h, w)
+    img = _column(h, w, _tint(rng, (110, 70, 130)), _tint(rng, (245, 150, 70)))
+    sun = ((x - w * rng.uniform(0.2, 0.8)) ** 2 + (y - h * 0.7) ** 2) < (0.08 * h) ** 2
+    img[sun] = (255, 220, 150)
+    img[int(h * rng.uniform(0.72, 0.82)):] = _tint(rng, (45, 35, 40))
+    return img
+
+
 @dataclass(frozen=True)
 class Background:
     draw: Callable[[int, int, np.random.Generator], np.ndarray]  # (h, w, rng) -> float32 RGB image
@@ -471,6 +502,7 @@ BACKGROUNDS: dict[str, Background] = {
     "wood": Background(_wood), "tiles": Background(_tiles), "starry-night": Background(_starry_night),
     "bokeh": Background(_bokeh, (0.005, 0.02)), "studio": Background(_studio), "dunes": Background(_dunes),
     "water": Background(_water, (0.02, 0.05)), "room": Background(_room),
+    "forest": Background(_forest), "sunset": Background(_sunset),
 }
 
 

@@ -55,9 +55,12 @@ COLOURS: dict[str, Colour] = {
     "orange": Colour((245, 135, 20)), "pink": Colour((245, 125, 185)), "white": Colour((240, 240, 235)),
     "cyan": Colour((40, 210, 220), ("turquoise",)), "brown": Colour((130, 75, 35)),
     "grey": Colour((128, 128, 128), ("gray",)), "black": Colour((22, 22, 22)),
+    # added for the test variants, after the system's choices were frozen (README)
+    "magenta": Colour((215, 40, 175), ("fuchsia",)), "lime": Colour((160, 225, 45)), "navy": Colour((30, 40, 120)),
+    "gold": Colour((220, 175, 35), ("golden",)), "teal": Colour((20, 135, 135)),
 }
 SHAPES = tuple(render.SHAPES)  # drawn by vbsearch.render
-SHAPE_SYNONYMS: dict[str, tuple[str, ...]] = {"circle": ("disc",), "ellipse": ("oval",)}
+SHAPE_SYNONYMS: dict[str, tuple[str, ...]] = {"circle": ("disc",), "ellipse": ("oval",), "semicircle": ("half-moon",)}
 MOTIONS = tuple(render.MOTIONS)
 TEXTURES = tuple(render.TEXTURES)
 BACKGROUNDS = tuple(render.BACKGROUNDS)
@@ -97,6 +100,7 @@ MOTION_PHRASES: dict[str, tuple[tuple[str, str], ...]] = {
              ("swings back and forth", "swinging back and forth")),
     "still": (("remains still", "remaining still"), ("does not move", "not moving"),
               ("sits motionless", "sitting motionless")),
+    "wobble": (("wobbles", "wobbling"), ("tilts to and fro", "tilting to and fro"), ("teeters", "teetering")),
 }
 # How queries say a motion: (participle phrase, verb phrase) pairs, and an adjective for "a spinning star".
 QUERY_MOTION: dict[str, tuple[tuple[tuple[str, str], ...], str | None]] = {
@@ -118,6 +122,7 @@ QUERY_MOTION: dict[str, tuple[tuple[tuple[str, str], ...], str | None]] = {
     "fall": ((("falling", "falls"), ("dropping", "drops")), "falling"),
     "sway": ((("swaying", "sways"), ("rocking side to side", "rocks side to side")), "swaying"),
     "still": ((("standing still", "stands still"), ("not moving", "does not move")), "motionless"),
+    "wobble": ((("wobbling", "wobbles"), ("tilting back and forth", "tilts back and forth")), "wobbling"),
 }
 TEXTURE_WORDS = {"solid": "plain", "stripes": "striped", "checker": "checkered", "dots": "spotted",
                  "gradient": "shaded"}
@@ -126,7 +131,7 @@ BACKGROUND_PHRASES = {
     "clouds": "the cloudy sky", "meadow": "the meadow", "brick": "the brick wall", "wood": "the wooden boards",
     "tiles": "the tiled floor", "starry-night": "the starry night", "bokeh": "the blurry lights",
     "studio": "the studio backdrop", "dunes": "the sand dunes", "water": "the rippling water",
-    "room": "the living room",
+    "room": "the living room", "forest": "the forest", "sunset": "the sunset",
 }
 
 
@@ -174,6 +179,19 @@ STYLES: dict[str, Style] = {
         ("The texture of {b} is lovely here.", "{b} fills the frame in this shot.",
          "Notice the detail of {b}.", "This scene was lit with soft lamps.",
          "The film stock has faded a little over time.")),
+    # added for the test variants, after the system's choices were frozen (README)
+    "commentator": Style(
+        ("And there goes the {c} {s}, {g}!", "What a sight, a {c} {s} {g}!", "The {c} {s} {m}, folks!",
+         "Keep your eyes on that {c} {s}, it {m}!"),
+        ("And here comes a {s}!", "Something {c} takes the stage.", "Would you look at that, it {m}!",
+         "A {c} one, ladies and gentlemen."),
+        ("What a day for it, folks.", "The crowd is on its feet here.", "We will return after this short pause.",
+         "Stay tuned, there is more to come.", "Another great moment for the record books.")),
+    "inventory": Style(
+        ("Item: {c} {s}. Action: {g}.", "Recorded: one {c} {s}, {g}.", "Entry: {s}, {c}, {g}."),
+        ("Item: {s}.", "Colour noted: {c}.", "Action: {g}.", "Entry: {c} {s}."),
+        ("Reel catalogued.", "Section unlabelled.", "End of entry.", "Duplicate of an earlier reel.",
+         "Condition of the print: fair.")),
 }
 
 
@@ -193,6 +211,10 @@ NARRATORS: dict[str, Narrator] = {
     "rupert-descriptive": Narrator("en-gb-x-rp", 135, "descriptive", 0.5),
     "fiona-terse": Narrator("en-gb-scotland+f3", 145, "terse", 0.4),
     "nyc-casual": Narrator("en-us-nyc", 172, "casual", 0.2),
+    # added for the test variants, after the system's choices were frozen (README)
+    "sam-commentator": Narrator("en-us+m1", 175, "commentator", 0.2),
+    "lancaster-inventory": Narrator("en-gb-x-gbclan", 150, "inventory", 0.3),
+    "caribbean-documentary": Narrator("en-029", 145, "documentary", 0.2),
 }
 NARRATION_KINDS = (("full", 0.45), ("partial", 0.2), ("chatter", 0.25), ("silent", 0.1))  # kind, probability
 
@@ -258,6 +280,46 @@ VARIANTS: dict[str, VariantSpec] = {
         narration_kinds=(("full", 0.4), ("partial", 0.25), ("chatter", 0.25), ("silent", 0.1)),
         object_size=(0.12, 0.28), pixel_noise=5.0, drifter_rate=0.5,
         file_prefix="tape", notes="larger frames, camera pans/zooms/shake, terse/descriptive narration"),
+    # Test variants: written after every choice of features, ranking and training defaults was frozen
+    # (commit d47ee8c), with colours, shapes, a motion, backgrounds and narrators no development variant had;
+    # the README's reported numbers come from these. 26 minutes each, the hidden archive's length.
+    "test-1": VariantSpec(
+        "test-1",
+        colours=("magenta", "lime", "navy", "gold", "red", "white", "blue", "teal"),
+        shapes=("octagon", "kite", "semicircle", "star", "square", "heart", "circle", "trapezoid"),
+        motions=("left", "right", "up", "down", "spin", "grow", "shrink", "bounce", "pulse", "wobble", "still"),
+        textures=("solid", "stripes", "dots", "gradient"),
+        backgrounds=("forest", "sunset", "sky", "brick", "tiles", "studio", "clouds", "water"),
+        cameras=("static", "pan"),
+        narrators=("sam-commentator", "ann-documentary", "classic"),
+        frame_sizes=((240, 320), (360, 640)), fps=(24, 25, 30),
+        file_prefix="roll", notes="new colours, shapes, wobble, forest/sunset, a sports commentator"),
+    "test-2": VariantSpec(
+        "test-2",
+        colours=("teal", "gold", "magenta", "lime", "navy", "orange", "purple", "green"),
+        shapes=("trapezoid", "semicircle", "kite", "octagon", "cross", "triangle", "ring", "diamond"),
+        motions=("left", "right", "down-left", "up-right", "spin", "wobble", "grow", "pulse", "bounce", "fall",
+                 "sway", "still"),
+        textures=("solid", "checker", "stripes"),
+        backgrounds=("sunset", "forest", "wood", "meadow", "bokeh", "room", "night", "sand"),
+        cameras=("static", "zoom-in", "zoom-out", "shake"),
+        narrators=("lancaster-inventory", "ben-casual", "max-terse"),
+        frame_sizes=((144, 192), (240, 320), (480, 640)), fps=(15, 20, 29.97),
+        narration_kinds=(("full", 0.4), ("partial", 0.25), ("chatter", 0.25), ("silent", 0.1)),
+        file_prefix="spool", notes="new colours and shapes, inventory-style and terse narration, camera zoom/shake"),
+    "test-3": VariantSpec(
+        "test-3",
+        colours=("navy", "lime", "gold", "teal", "magenta", "pink", "yellow", "brown"),
+        shapes=("kite", "octagon", "trapezoid", "semicircle", "hexagon", "pentagon", "arrow", "ellipse"),
+        motions=("up", "down", "left", "right", "spin", "grow", "shrink", "bounce", "pulse", "wobble", "orbit",
+                 "zigzag"),
+        textures=("solid", "dots", "gradient", "checker"),
+        backgrounds=("forest", "sunset", "dunes", "starry-night", "grass", "studio", "room", "clouds"),
+        cameras=("static", "pan", "shake"),
+        narrators=("caribbean-documentary", "rupert-descriptive", "sam-commentator"),
+        frame_sizes=((240, 320), (360, 640), LARGE_FRAME), fps=(25, 30000 / 1001),
+        object_size=(0.13, 0.3), pixel_noise=5.0, drifter_rate=0.4,
+        file_prefix="cassette", notes="new colours and shapes, wobble, descriptive and commentator narration"),
 }
 STOP_WORDS = frozenset({"a", "an", "the", "to", "and", "in", "of", "on", "from", "like", "does", "not", "side", "back",
                         "forth", "around", "round", "size", "along", "spot", "diagonally", "gets", "getting",
