@@ -16,6 +16,7 @@ Nothing here knows about files on disk beyond loading weights.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,20 @@ class ClipFeatureExtractor(ABC):
         """(B, T, H, W, 3) uint8 RGB clips -> (B, dim) float32 features. `x_scale`: how much wider a decoded
         pixel is in the source picture (decoding to `input_size` may change the aspect); extractors that
         measure outlines or directions use it, the others ignore it."""
+
+    def _in_batches(self, clips: np.ndarray, batch: Callable[..., np.ndarray], *args: object) -> np.ndarray:
+        """`batch(clips[i:i + batch_size], *args)` over the clips, stacked; (0, dim) for no clips."""
+        out = [batch(clips[i: i + self.batch_size], *args) for i in range(0, len(clips), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+def group_slices(dims: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """Group name -> its [start, end) dims, the groups laid out in order."""
+    out, start = {}, 0
+    for name, n in dims.items():
+        out[name] = (start, start + n)
+        start += n
+    return out
 
 
 def feature_groups(name: str) -> dict[str, tuple[int, int]]:

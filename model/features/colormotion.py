@@ -37,12 +37,14 @@ import functools
 
 import numpy as np
 
-from model.features import ClipFeatureExtractor
+from model.features import ClipFeatureExtractor, group_slices
 from model.features.imagestats import (
     LAYOUT_DIM,
     ORIENT_BINS,
     ORIENT_DIM,
     gradients,
+    hsv_5bit,
+    index_5bit,
     layout_features,
     luma,
     orientation_features,
@@ -89,27 +91,12 @@ SILHOUETTE_CONTRAST = 3.0  # how many times as common in the moving blocks as in
 SILHOUETTE_MIN_PIXELS = 12  # fewer mask pixels (at input resolution) than this: no outline to describe
 
 
-def _group_slices() -> dict[str, tuple[int, int]]:
-    out, start = {}, 0
-    for name, n in GROUP_DIMS.items():
-        out[name] = (start, start + n)
-        start += n
-    return out
-
-
 @functools.lru_cache(maxsize=1)
 def _colour_lut() -> np.ndarray:
     """Colour bin of every RGB colour quantised to 5 bits per channel: (32768,) int64."""
-    levels = (np.arange(32, dtype=np.float64) + 0.5) / 32
-    r, g, bl = (x.ravel() for x in np.meshgrid(levels, levels, levels, indexing="ij"))
-    mx, mn = np.maximum(np.maximum(r, g), bl), np.minimum(np.minimum(r, g), bl)
-    chroma = mx - mn
-    sat = chroma / mx
-    safe = np.maximum(chroma, 1e-9)
-    # Hue in [0, 6) (standard HSV sextants).
-    hue = np.where(mx == r, ((g - bl) / safe) % 6, np.where(mx == g, (bl - r) / safe + 2, (r - g) / safe + 4))
+    hue, sat, mx = hsv_5bit()
     chromatic = (sat >= MIN_SATURATION) & (mx >= MIN_VALUE)
-    hue_bin = np.minimum((hue / 6 * HUE_BINS).astype(np.int64), HUE_BINS - 1)
+    hue_bin = np.minimum((hue * HUE_BINS).astype(np.int64), HUE_BINS - 1)
     chroma_bin = hue_bin * CHROMA_VALUE_BINS + (mx >= 0.6)
     grey_bin = HUE_BINS * CHROMA_VALUE_BINS + np.minimum((mx * GREY_BINS).astype(np.int64), GREY_BINS - 1)
     return np.where(chromatic, chroma_bin, grey_bin)
@@ -117,8 +104,7 @@ def _colour_lut() -> np.ndarray:
 
 def colour_bins(rgb: np.ndarray) -> np.ndarray:
     """(..., 3) uint8 -> (...) int64 colour bin of every pixel."""
-    q = (rgb >> 3).astype(np.int64)
-    return _colour_lut()[(q[..., 0] << 10) | (q[..., 1] << 5) | q[..., 2]]
+    return _colour_lut()[index_5bit(rgb)]
 
 
 def colour_features(rgb: np.ndarray) -> np.ndarray:
@@ -327,15 +313,14 @@ def _opponent(rgb: np.ndarray, full_scale: float) -> tuple[np.ndarray, np.ndarra
 class ColorMotion(ClipFeatureExtractor):
     name = "colormotion"
     dim = sum(GROUP_DIMS.values())
-    groups = _group_slices()
+    groups = group_slices(GROUP_DIMS)
     input_size = INPUT_SIZE
     batch_size = BATCH_SIZE
 
     def __call__(self, clips: np.ndarray, x_scale: float = 1.0) -> np.ndarray:
         if clips.ndim != 5 or clips.shape[-1] != 3 or clips.shape[1] < 2:
             raise ValueError(f"expected (B, T>=2, H, W, 3) clips, got shape {clips.shape}")
-        out = [self._batch(clips[i : i + self.batch_size]) for i in range(0, len(clips), self.batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+        return self._in_batches(clips, self._batch)
 
     def _batch(self, clips: np.ndarray) -> np.ndarray:
         b, t, h, w, _ = clips.shape

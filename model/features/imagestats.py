@@ -6,6 +6,8 @@ Each function keeps a group's norm about 1, so no group dominates when vectors a
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 LAYOUT_GRID = 4  # 4x4 cells
@@ -13,6 +15,25 @@ ORIENT_BINS = 8  # unsigned edge orientation, 22.5 degrees each
 ORIENT_FLAT_ENERGY = 0.02  # gradient magnitude per pixel that counts as "some texture"
 LAYOUT_DIM = LAYOUT_GRID * LAYOUT_GRID * 3
 ORIENT_DIM = 5 * ORIENT_BINS  # the whole frame and its four quadrants
+
+
+@functools.lru_cache(maxsize=1)
+def hsv_5bit() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hue in [0, 1), saturation and value of every RGB colour quantised to 5 bits a channel (taken at
+    the quantisation cell's centre): three (32768,) float64 arrays, indexed by `index_5bit`."""
+    levels = (np.arange(32, dtype=np.float64) + 0.5) / 32
+    r, g, b = (x.ravel() for x in np.meshgrid(levels, levels, levels, indexing="ij"))
+    mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
+    chroma = mx - mn
+    safe = np.maximum(chroma, 1e-9)
+    sextant = np.where(mx == r, ((g - b) / safe) % 6, np.where(mx == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    return sextant / 6, chroma / mx, mx
+
+
+def index_5bit(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 RGB -> (...) int64 index of each colour in `hsv_5bit`'s tables."""
+    q = (rgb >> 3).astype(np.int64)
+    return (q[..., 0] << 10) | (q[..., 1] << 5) | q[..., 2]
 
 
 def per_clip_hist(bins: np.ndarray, weights: np.ndarray | None, n_bins: int) -> np.ndarray:

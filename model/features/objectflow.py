@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.features import SAMPLE_FPS, ClipFeatureExtractor
+from model.features import SAMPLE_FPS, ClipFeatureExtractor, group_slices
 from model.features.imagestats import LAYOUT_DIM, ORIENT_DIM, layout_features, luma, orientation_features
 from model.features.kinematics import KINEMATICS_DIM, kinematics_features, stack_trajectories
 from model.features.opticalflow import FLOW_HIST_DIM, PAIR_EVERY, clip_motion, flow_histograms
@@ -47,18 +47,10 @@ GROUP_DIMS = {
 }
 
 
-def _group_slices() -> dict[str, tuple[int, int]]:
-    out, start = {}, 0
-    for name, n in GROUP_DIMS.items():
-        out[name] = (start, start + n)
-        start += n
-    return out
-
-
 class ObjectFlow(ClipFeatureExtractor):
     name = "objectflow"
     dim = sum(GROUP_DIMS.values())
-    groups = _group_slices()
+    groups = group_slices(GROUP_DIMS)
     input_size = INPUT_SIZE
     batch_size = BATCH_SIZE
 
@@ -67,8 +59,7 @@ class ObjectFlow(ClipFeatureExtractor):
         resize to INPUT_SIZE); outlines and motions are measured in the source's proportions."""
         if clips.ndim != 5 or clips.shape[-1] != 3 or clips.shape[1] < 6:
             raise ValueError(f"expected (B, T>=6, H, W, 3) clips, got shape {clips.shape}")
-        out = [self._batch(clips[i: i + self.batch_size], x_scale) for i in range(0, len(clips), self.batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+        return self._in_batches(clips, self._batch, x_scale)
 
     def _batch(self, clips: np.ndarray, x_scale: float) -> np.ndarray:
         b, t = clips.shape[:2]

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from model.features import SAMPLE_FPS
+from model.features.imagestats import hsv_5bit, index_5bit
 from model.features.kinematics import Trajectory
 from model.features.opticalflow import FLOW_STEP, affine_motion
 
@@ -56,13 +57,7 @@ SHAPE_DIM = 5 + len(FOURIER_ORDERS) + 1
 @functools.lru_cache(maxsize=1)
 def _colour_lut() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every RGB colour at 5 bits a channel: two bins and the first one's weight (soft hue)."""
-    levels = (np.arange(32, dtype=np.float64) + 0.5) / 32
-    r, g, b = (x.ravel() for x in np.meshgrid(levels, levels, levels, indexing="ij"))
-    mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
-    chroma = mx - mn
-    sat = chroma / mx
-    safe = np.maximum(chroma, 1e-9)
-    hue = np.where(mx == r, ((g - b) / safe) % 6, np.where(mx == g, (b - r) / safe + 2, (r - g) / safe + 4)) / 6
+    hue, sat, mx = hsv_5bit()
     pos = hue * HUE_BINS - 0.5  # bin centres at (k + 0.5) / HUE_BINS
     lo = np.floor(pos).astype(np.int64) % HUE_BINS
     w_lo = 1 - (pos - np.floor(pos))
@@ -77,8 +72,7 @@ def _colour_lut() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def colour_histogram(pixels: np.ndarray) -> np.ndarray:
     """(N, 3) uint8 RGB -> (COLOUR_DIM,) distribution, square-rooted (Hellinger); zeros if empty."""
     lo, hi, w_lo = _colour_lut()
-    q = (pixels >> 3).astype(np.int64)
-    code = (q[:, 0] << 10) | (q[:, 1] << 5) | q[:, 2]
+    code = index_5bit(pixels)
     hist = np.bincount(lo[code], w_lo[code], COLOUR_DIM) + np.bincount(hi[code], 1 - w_lo[code], COLOUR_DIM)
     total = hist.sum()
     return np.sqrt(hist / total) if total > 0 else hist
