@@ -1,5 +1,6 @@
 """Image statistics shared by the weights-free extractors (colormotion, objectflow): batched
-histograms, grid means and edge-orientation histograms over (B, ...) clips.
+histograms, grid means and edge-orientation histograms over (B, ...) clips, and the HSV table of
+5-bit RGB colours their colour bins are cut from.
 
 Each function keeps a group's norm about 1, so no group dominates when vectors are compared whole.
 """
