@@ -95,7 +95,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings) -> int:
     from model.checkpoint import CheckpointError
-    from search.store import SegmentStore, StoreError
+    from indexer.catalog import CatalogBusyError
+    from indexer.searchindex import store_writer
+    from search.store import StoreError
 
     if args.beam < 1:
         print("vbsearch caption: --beam must be at least 1", file=sys.stderr)
@@ -106,14 +108,14 @@ def run(args: argparse.Namespace, settings) -> int:
     try:
         captioner = load_captioner(settings)
         if args.store_missing:
-            with SegmentStore.open(settings.data_dir, settings.qdrant_url, settings.qdrant_api_key) as store:
+            with store_writer(settings, "vbsearch caption") as store:
                 s = store_missing_captions(store, captioner, redo=args.all, beam=args.beam)
             print(json.dumps({"captioned": s.captioned, "skipped": s.skipped}) if args.json else
                   f"captioned {s.captioned} segments without speech; {s.skipped} already captioned by "
                   f"captioner {captioner.id}; {s.seconds:.1f} s")
             return 0
         video_id, text = caption_window(settings, captioner, args.video, args.start, args.end, args.beam)
-    except (FileNotFoundError, CheckpointError, StoreError, ValueError) as exc:
+    except (FileNotFoundError, CheckpointError, StoreError, ValueError, CatalogBusyError) as exc:
         print(f"vbsearch caption: {exc}", file=sys.stderr)
         return 1
     if args.json:

@@ -44,7 +44,7 @@ class CatalogBusyError(RuntimeError):
 
 
 @contextmanager
-def writer_lock(data_dir: str | Path) -> Iterator[None]:
+def writer_lock(data_dir: str | Path, who: str = "vbsearch index") -> Iterator[None]:
     """Hold data_dir's writer lock for the block, or raise CatalogBusyError at once (never waits)."""
     path = Path(data_dir) / LOCK_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,7 @@ def writer_lock(data_dir: str | Path) -> Iterator[None]:
             raise CatalogBusyError(f"{Path(data_dir)} is being indexed by {holder}; "
                                    "wait for that run to finish (one index run per data dir)") from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"vbsearch index (pid {os.getpid()})".encode(), 0)
+        os.pwrite(fd, f"{who} (pid {os.getpid()})".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from indexer import thumbnails
-from indexer.catalog import Catalog
+from indexer.catalog import Catalog, writer_lock
 from indexer.embed import EmbedSummary, sync_store
 from indexer.train import TrainOptions, train
 from vbsearch.config import MODEL_DIR, VOCAB_DIR
+
+if TYPE_CHECKING:
+    from search.store import SegmentStore
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +78,20 @@ def build_search_index(settings, train_options: TrainOptions | None = None, prog
     model_dir, vocab_dir = resolve_model(settings, train_options, progress)
     inference = VideoBertInference.load(model_dir, device=settings.torch_device)
     vocab = VisualVocab.load(vocab_dir)
-    with SegmentStore.open(settings.data_dir, settings.qdrant_url, settings.qdrant_api_key) as store:
+    with SegmentStore.update(settings.data_dir, settings.qdrant_url, settings.qdrant_api_key) as store:
         return sync_store(Path(settings.data_dir), store, inference, vocab, model_id_of(model_dir), progress)
+
+
+@contextmanager
+def store_writer(settings, who: str) -> Iterator[SegmentStore]:
+    """The store to write to outside an index run (`vbsearch tag`, `caption --store-missing`): with the
+    embedded store, under the data dir's writer lock (CatalogBusyError while an index run holds it)."""
+    from search.store import SegmentStore
+
+    with ExitStack() as stack:
+        if not settings.qdrant_url:
+            stack.enter_context(writer_lock(settings.data_dir, who))
+        yield stack.enter_context(SegmentStore.update(settings.data_dir, settings.qdrant_url, settings.qdrant_api_key))
 
 
 def default_train_options(steps: int | None) -> TrainOptions:

@@ -80,13 +80,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings) -> int:
     from model.checkpoint import CheckpointError
-    from search.store import SegmentStore, StoreError
+    from indexer.catalog import CatalogBusyError
+    from indexer.searchindex import store_writer
+    from search.store import StoreError
 
     try:
         classifier = load_classifier(settings)
-        with SegmentStore.open(settings.data_dir, settings.qdrant_url, settings.qdrant_api_key) as store:
+        with store_writer(settings, "vbsearch tag") as store:
             summary = tag_store(store, classifier, retag=args.all)
-    except (FileNotFoundError, CheckpointError, StoreError, ValueError) as exc:
+    except (FileNotFoundError, CheckpointError, StoreError, ValueError, CatalogBusyError) as exc:
         print(f"vbsearch tag: {exc}", file=sys.stderr)
         return 1
     labels = ", ".join(f"{k} {v}" for k, v in summary.counts.items()) or "none"

@@ -1,4 +1,9 @@
-"""The vector store: Qdrant through qdrant-client, embedded (a folder) or a server (a URL), one code path.
+"""The vector store: one SegmentStore over two Qdrant backends.
+
+    embedded (default)  Qdrant's engine in-process (qdrant-edge-py, search/store_edge.py), in published
+                        generations under DATA_DIR/index (search/generations.py): any number of processes
+                        read the published one while an index run builds the next beside it
+    --qdrant-url        a Qdrant server or cluster through qdrant-client (search/store_server.py)
 
 One collection of segments, one named vector per searchable channel:
     "video"   dense: the joint encoder's vector of the segment's visual tokens (video-only input)
@@ -10,24 +15,26 @@ Payload: video_id, path, start, end, duration, text, kind, thumbnail, tokens, mo
 (indexed on the fields filters use). Point ids are UUIDv5 of (video_id, start), so re-indexing a
 video overwrites its points instead of duplicating them.
 
-Torn writes: each point of an upsert also carries `video_points`, how many points its video has,
-and `indexed_videos` reports a video with fewer points than that (a run killed between deleting a
-video's points and writing all the new ones; the embedded store commits point by point) with
-None fields, so it reads as stale and is embedded again.
+Readers: `SegmentStore.open` (the engine, `vbsearch status`); an embedded reader follows each new
+published generation on its next call, without a restart. Writers: `SegmentStore.update`, a context
+that, embedded, copies the published generation on the first write and publishes the copy when the
+block ends without an error (nothing is published otherwise); against a server it writes in place.
 
-The embedded store locks its folder to one process; a second opener gets StoreBusyError.
+Torn writes (a server only: an embedded run that dies publishes nothing): each point of an upsert
+carries `video_points`, how many points its video has, and `indexed_videos` reports a video with
+fewer points than that with None fields, so it reads as stale and is embedded again.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -58,7 +65,7 @@ class StoreError(RuntimeError):
 
 
 class StoreBusyError(StoreError):
-    """The embedded store is open in another process (an index run, the UI, a search)."""
+    """The store cannot be opened now because another process holds it."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,16 @@ class StorePoint:
 
 
 @dataclass(frozen=True)
+class Record:
+    """A stored point as either backend returns it."""
+
+    id: str
+    payload: dict[str, Any]
+    vector: dict[str, Any] = field(default_factory=dict)  # dense channel -> list; "visual" -> {word: weight}
+    score: float = 0.0  # similarity, for search results
+
+
+@dataclass(frozen=True)
 class Filters:
     video: str | None = None  # a video_id or an absolute path
     min_duration: float | None = None  # s, segment length
@@ -83,44 +100,56 @@ class Filters:
     label: str | None = None  # the classifier's label (`vbsearch tag`)
 
 
+@dataclass(frozen=True)
+class Condition:
+    """One payload condition, in neither backend's types: `key` equals `value`, or lies in a range."""
+
+    key: str
+    value: str | None = None
+    gte: float | None = None
+    gt: float | None = None
+    lte: float | None = None
+
+
+def conditions(filters: Filters | None) -> list[Condition]:
+    """What `filters` asks of a point's payload (all must hold)."""
+    if filters is None:
+        return []
+    out = []
+    if filters.video:
+        out.append(Condition("path" if filters.video.startswith("/") else "video_id", value=filters.video))
+    if filters.min_duration is not None or filters.max_duration is not None:
+        out.append(Condition("duration", gte=filters.min_duration, lte=filters.max_duration))
+    if filters.indexed_after is not None:
+        out.append(Condition("indexed_at", gt=filters.indexed_after))
+    if filters.label:
+        out.append(Condition("label", value=filters.label))
+    return out
+
+
+class Backend(Protocol):
+    """What SegmentStore needs of a Qdrant backend (search/store_edge.py, search/store_server.py)."""
+
+    def exists(self) -> bool: ...
+    def vector_size(self) -> int | None: ...
+    def has_sparse(self, name: str) -> bool: ...
+    def create(self, dim: int) -> None: ...  # drops what was there
+    def create_payload_index(self, name: str, kind: str) -> None: ...
+    def upsert(self, points: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> None: ...
+    def set_payloads(self, updates: dict[str, dict[str, Any]]) -> None: ...
+    def set_vectors(self, updates: dict[str, dict[str, list[float]]]) -> None: ...
+    def delete(self, where: list[Condition]) -> None: ...
+    def count(self, where: list[Condition]) -> int: ...
+    def scroll(self, where: list[Condition], fields: list[str] | bool, with_vectors: bool | list[str],
+               offset: Any, limit: int) -> tuple[list[Record], Any]: ...
+    def query(self, channel: str, vector: list[float] | dict[int, float], limit: int,
+              where: list[Condition]) -> list[Record]: ...
+    def retrieve(self, ids: list[str], with_vectors: bool | list[str]) -> list[Record]: ...
+    def close(self) -> None: ...
+
+
 def point_id(video_id: str, start: float) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, f"{video_id}:{start:.3f}"))
-
-
-def remote_client(url: str, api_key: str | None = None, timeout: int = 30):
-    """A client of the Qdrant server at `url` (http:// or https://), sending `api_key` with every request.
-    Makes no request: qdrant-client's version check would run in a thread whose failure prints a
-    traceback, and `connect` checks the server itself."""
-    from qdrant_client import QdrantClient
-
-    return QdrantClient(url=url, api_key=api_key, timeout=timeout, check_compatibility=False)
-
-
-def connect(data_dir: Path, url: str | None = None, api_key: str | None = None, timeout: int = 30):
-    """A QdrantClient: the server at `url` if given, else the embedded store in data_dir/qdrant."""
-    from qdrant_client import QdrantClient
-
-    if url:
-        from qdrant_client.http.exceptions import ApiException
-
-        client = remote_client(url, api_key, timeout)
-        try:  # one round trip now: an unreachable server or a refused key is one clear error, not a traceback later
-            client.get_collections()
-        except ApiException as exc:
-            client.close()
-            reason = " ".join(str(exc).split("Raw response content")[0].split()) or type(exc).__name__
-            raise StoreError(f"cannot use the Qdrant server at {url}: {reason}") from exc
-        return client
-    folder = Path(data_dir) / "qdrant"
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        return QdrantClient(path=str(folder))
-    except RuntimeError as exc:
-        if "already accessed" in str(exc):
-            raise StoreBusyError(
-                f"the index in {folder} is in use by another vbsearch process (an index run, the UI or a search); "
-                "wait for it to finish, or use a Qdrant server (--qdrant-url) for concurrent access") from exc
-        raise
 
 
 def point_tokens(payload: dict) -> np.ndarray:
@@ -130,16 +159,50 @@ def point_tokens(payload: dict) -> np.ndarray:
 
 
 class SegmentStore:
-    def __init__(self, client, collection: str = COLLECTION):
-        self.client = client
-        self.collection = collection
+    """The segments collection over a backend; `backend` may change under it (a newly published generation)."""
+
+    def __init__(self, backend: Backend | None, location: str = ""):
+        self._backend = backend
+        self.location = location  # the embedded generation's folder or the server URL, for messages and status
 
     @classmethod
     def open(cls, data_dir: Path, url: str | None = None, api_key: str | None = None) -> SegmentStore:
-        return cls(connect(data_dir, url, api_key))
+        """A reader: the server at `url`, else the data dir's published generation (following new ones)."""
+        if url:
+            from search.store_server import ServerBackend
+
+            return cls(ServerBackend.connect(url, api_key), url)
+        from search.store_edge import PublishedStore
+
+        return PublishedStore(Path(data_dir))
+
+    @classmethod
+    @contextmanager
+    def update(cls, data_dir: Path, url: str | None = None, api_key: str | None = None) -> Iterator[SegmentStore]:
+        """A writer for the block. Embedded, the caller holds the data dir's writer lock (indexer.catalog):
+        the writes go to a copy of the published generation, published when the block ends without error."""
+        if url:
+            with cls.open(data_dir, url, api_key) as store:
+                yield store
+            return
+        from search.store_edge import NextGeneration
+
+        store = NextGeneration(Path(data_dir))
+        try:
+            yield store
+        except BaseException:
+            store.discard()
+            raise
+        store.publish()
+
+    @property
+    def backend(self) -> Backend | None:
+        return self._backend
 
     def close(self) -> None:
-        self.client.close()
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
 
     def __enter__(self) -> SegmentStore:
         return self
@@ -147,25 +210,25 @@ class SegmentStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _writable(self) -> Backend:
+        """The backend to write to (an embedded writer makes its next generation here)."""
+        if self.backend is None:
+            raise StoreError("this store is read-only")
+        return self.backend
+
     # -- schema -----------------------------------------------------------------------------------------
     def exists(self) -> bool:
-        return self.client.collection_exists(self.collection)
+        return self.backend is not None and self.backend.exists()
 
     def dim(self) -> int | None:
-        if not self.exists():
-            return None
-        vectors = self.client.get_collection(self.collection).config.params.vectors
-        return int(vectors["video"].size)
+        return self.backend.vector_size() if self.exists() else None
 
     def has_visual_channel(self) -> bool:
-        sparse = self.client.get_collection(self.collection).config.params.sparse_vectors or {}
-        return VISUAL in sparse
+        return self.exists() and self.backend.has_sparse(VISUAL)
 
     def ensure(self, dim: int) -> None:
         """Create the collection for `dim`-d vectors; a different existing dim (a new model), or a collection
         made before the visual-word channel, is recreated: the next sync embeds every video again."""
-        from qdrant_client import models
-
         current = self.dim()
         if current == dim and self.has_visual_channel():
             return
@@ -175,84 +238,60 @@ class SegmentStore:
             else:
                 log.info("the collection predates the visual-word channel: recreating it (every video is embedded "
                          "again from the catalog)")
-            self.client.delete_collection(self.collection)
-        params = models.VectorParams(size=dim, distance=models.Distance.COSINE)
-        self.client.create_collection(self.collection, vectors_config={c: params for c in DENSE},
-                                      sparse_vectors_config={VISUAL: models.SparseVectorParams()})
-        for name in PAYLOAD_INDEXES:
-            self.ensure_payload_index(name)
+        backend = self._writable()
+        backend.create(dim)
+        for name, kind in PAYLOAD_INDEXES.items():
+            backend.create_payload_index(name, kind)
 
     def ensure_payload_index(self, name: str) -> None:
         """Index a field of PAYLOAD_INDEXES (also on a collection made before the field was added)."""
-        from qdrant_client import models
-
-        schema = models.PayloadSchemaType.KEYWORD if PAYLOAD_INDEXES[name] == "keyword" else models.PayloadSchemaType.FLOAT
-        with warnings.catch_warnings():  # the embedded store ignores payload indexes, and says so
-            warnings.simplefilter("ignore")
-            self.client.create_payload_index(self.collection, name, field_schema=schema)
+        self._writable().create_payload_index(name, PAYLOAD_INDEXES[name])
 
     # -- writing ----------------------------------------------------------------------------------------
     def upsert(self, points: Iterable[StorePoint]) -> int:
         """Write points; every point of a video must be in the same call (its count marks it complete)."""
-        from qdrant_client import models
-
         points = list(points)
+        if not points:
+            return 0
+        backend = self._writable()
         per_video = Counter(p.video_id for p in points)
-        n = 0
-        batch: list = []
+        rows = []
         for p in points:
             payload = {"video_id": p.video_id, "start": p.start, **p.payload, COMPLETE_FIELD: per_video[p.video_id]}
-            vector: dict[str, Any] = dict(p.vectors)
+            vectors: dict[str, Any] = dict(p.vectors)
             if p.visual_words:
-                vector[VISUAL] = sparse_vector(p.visual_words)
-            batch.append(models.PointStruct(id=p.id, vector=vector, payload=payload))
-            if len(batch) >= UPSERT_BATCH:
-                self.client.upsert(self.collection, points=batch, wait=True)
-                n, batch = n + len(batch), []
-        if batch:
-            self.client.upsert(self.collection, points=batch, wait=True)
-            n += len(batch)
-        return n
+                vectors[VISUAL] = dict(p.visual_words)
+            rows.append((p.id, vectors, payload))
+        for lo in range(0, len(rows), UPSERT_BATCH):
+            backend.upsert(rows[lo: lo + UPSERT_BATCH])
+        return len(rows)
 
     def set_payloads(self, updates: dict[str, dict[str, Any]]) -> None:
         """Merge fields into existing points' payloads: point id -> fields (other fields are kept)."""
-        from qdrant_client import models
-
-        ops = [models.SetPayloadOperation(set_payload=models.SetPayload(payload=fields, points=[pid]))
-               for pid, fields in updates.items()]
-        for lo in range(0, len(ops), UPSERT_BATCH):
-            self.client.batch_update_points(self.collection, ops[lo: lo + UPSERT_BATCH], wait=True)
+        if updates:
+            self._writable().set_payloads(updates)
 
     def set_vectors(self, updates: dict[str, dict[str, list[float]]]) -> None:
         """Set channels of existing points: point id -> channel -> vector (other channels are kept)."""
-        from qdrant_client import models
-
-        points = [models.PointVectors(id=pid, vector=vectors) for pid, vectors in updates.items()]
-        for lo in range(0, len(points), UPSERT_BATCH):
-            self.client.update_vectors(self.collection, points=points[lo: lo + UPSERT_BATCH], wait=True)
+        if updates:
+            self._writable().set_vectors(updates)
 
     def delete_video(self, video_id: str) -> None:
-        from qdrant_client import models
-
         if self.exists():
-            selector = models.FilterSelector(filter=_match("video_id", video_id))
-            self.client.delete(self.collection, points_selector=selector, wait=True)
+            self._writable().delete([Condition("video_id", value=video_id)])
 
     # -- reading ----------------------------------------------------------------------------------------
     def count(self, filters: Filters | None = None) -> int:
-        if not self.exists():
-            return 0
-        return self.client.count(self.collection, count_filter=build_filter(filters), exact=True).count
+        return self.backend.count(conditions(filters)) if self.exists() else 0
 
     def scroll(self, fields: list[str] | bool = True, with_vectors: bool | list[str] = False,
-               filters: Filters | None = None) -> Iterator:
+               filters: Filters | None = None) -> Iterator[Record]:
         """Every point (payload fields as asked), page by page."""
         if not self.exists():
             return
-        offset = None
+        backend, where, offset = self.backend, conditions(filters), None
         while True:
-            page, offset = self.client.scroll(self.collection, scroll_filter=build_filter(filters), limit=1024,
-                                              offset=offset, with_payload=fields, with_vectors=with_vectors)
+            page, offset = backend.scroll(where, fields, with_vectors, offset, 1024)
             yield from page
             if offset is None:
                 return
@@ -275,50 +314,22 @@ class SegmentStore:
         return found
 
     def search(self, channel: str, vector: list[float] | dict[int, float], limit: int,
-               filters: Filters | None = None) -> list:
+               filters: Filters | None = None) -> list[Record]:
         """The `limit` best points of a channel: a dense vector for "video" and "text", {visual word: weight}
         for "visual" (scored by the dot product with each point's visual words)."""
         if channel not in CHANNELS:
             raise StoreError(f"unknown channel {channel!r}")
         if not self.exists() or (channel == VISUAL and not vector):
             return []
-        query = sparse_vector(vector) if channel == VISUAL else vector
-        return self.client.query_points(self.collection, query=query, using=channel, limit=limit,
-                                        query_filter=build_filter(filters), with_payload=True).points
+        return self.backend.query(channel, vector, limit, conditions(filters))
 
-    def retrieve(self, ids: list[str], with_vectors: bool | list[str] = False) -> list:
+    def retrieve(self, ids: list[str], with_vectors: bool | list[str] = False) -> list[Record]:
         if not ids or not self.exists():
             return []
-        return self.client.retrieve(self.collection, ids=ids, with_payload=True, with_vectors=with_vectors)
+        return self.backend.retrieve(ids, with_vectors)
 
 
-def sparse_vector(weights: dict[int, float]):
-    from qdrant_client import models
-
+def sparse_items(weights: dict[int, float]) -> tuple[list[int], list[float]]:
+    """A sparse vector's (indices, values) in index order, as both backends take them."""
     ids = sorted(weights)
-    return models.SparseVector(indices=[int(i) for i in ids], values=[float(weights[i]) for i in ids])
-
-
-def _match(key: str, value: str):
-    from qdrant_client import models
-
-    return models.Filter(must=[models.FieldCondition(key=key, match=models.MatchValue(value=value))])
-
-
-def build_filter(filters: Filters | None):
-    from qdrant_client import models
-
-    if filters is None:
-        return None
-    must = []
-    if filters.video:
-        key = "path" if filters.video.startswith("/") else "video_id"
-        must.append(models.FieldCondition(key=key, match=models.MatchValue(value=filters.video)))
-    if filters.min_duration is not None or filters.max_duration is not None:
-        must.append(models.FieldCondition(key="duration", range=models.Range(gte=filters.min_duration,
-                                                                             lte=filters.max_duration)))
-    if filters.indexed_after is not None:
-        must.append(models.FieldCondition(key="indexed_at", range=models.Range(gt=filters.indexed_after)))
-    if filters.label:
-        must.append(models.FieldCondition(key="label", match=models.MatchValue(value=filters.label)))
-    return models.Filter(must=must) if must else None
+    return [int(i) for i in ids], [float(weights[i]) for i in ids]

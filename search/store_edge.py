@@ -1,0 +1,266 @@
+"""The embedded store: Qdrant's engine in-process (qdrant-edge-py), one shard per published generation.
+
+Readers (PublishedStore) open the generation named by DATA_DIR/index/CURRENT and move to a newer one
+on their next call; writers (NextGeneration) copy it on their first write and publish the copy
+(search/generations.py). Shards are written without a write-ahead log: a build is made durable by one
+flush before it is published, and a published shard, never written again, opens in many processes.
+
+Exact search below EXACT_BELOW points per segment, HNSW above it, searched with HNSW_EF; both were
+chosen with bench/bench_query.py on this project's vectors (README, "Measured here").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from search import generations
+from search.store import (
+    DENSE,
+    VISUAL,
+    Condition,
+    Record,
+    SegmentStore,
+    StoreBusyError,
+    StoreError,
+    sparse_items,
+)
+
+log = logging.getLogger(__name__)
+
+EXACT_BELOW = 20_000  # points per segment searched exactly; larger segments get an HNSW graph
+HNSW_M = 16
+HNSW_EF_CONSTRUCT = 100
+HNSW_EF = 128  # candidates an HNSW search keeps (recall@50 vs exact >= 0.98 on our vectors, README)
+CONFIG_FILE = "edge_config.json"
+
+
+def _edge():
+    try:
+        import qdrant_edge
+    except ImportError as exc:  # a broken install, not a user error: say what is missing
+        raise StoreError("the embedded store needs qdrant-edge-py (pip install qdrant-edge-py)") from exc
+    return qdrant_edge
+
+
+def _filter(where: list[Condition]):
+    if not where:
+        return None
+    q = _edge()
+    return q.Filter(must=[q.FieldCondition(c.key, match=q.MatchValue(c.value)) if c.value is not None else
+                          q.FieldCondition(c.key, range=q.RangeFloat(gte=c.gte, gt=c.gt, lte=c.lte)) for c in where])
+
+
+def _record(p, score: float = 0.0) -> Record:
+    vector: dict[str, Any] = {}
+    for name, v in (p.vector or {}).items():
+        vector[name] = dict(zip(v.indices, v.values, strict=True)) if name == VISUAL else v
+    return Record(str(p.id), p.payload or {}, vector, score)
+
+
+def _vectors(vectors: dict[str, Any]) -> dict[str, Any]:
+    q = _edge()
+    return {k: (q.SparseVector(*sparse_items(v)) if k == VISUAL else v) for k, v in vectors.items()}
+
+
+class EdgeBackend:
+    """One Qdrant Edge shard in `path` (which may not hold one yet: `create` makes it)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.shard = None
+        self._size: int | None = None
+        self._sparse: set[str] = set()
+        if (self.path / CONFIG_FILE).is_file():
+            self._load()
+
+    def _load(self) -> None:
+        try:
+            config = json.loads((self.path / CONFIG_FILE).read_text())
+            self.shard = _edge().EdgeShard.load(str(self.path))
+        except Exception as exc:  # qdrant-edge raises plain Exception
+            if "WouldBlock" in str(exc):
+                raise StoreBusyError(f"the index in {self.path} is open for writing in another process") from exc
+            raise StoreError(f"cannot open the index in {self.path}: {exc}") from exc
+        self._size = int(config["vectors"]["video"]["size"])
+        self._sparse = set(config.get("sparse_vectors") or {})
+
+    def close(self) -> None:
+        if self.shard is not None:
+            self.shard.close()
+            self.shard = None
+
+    def finish(self) -> None:
+        """Before publishing: build what the optimizers plan (HNSW graphs, merged segments), flush, close, and
+        settle: the first two loads of a shard compact its journals and rewrite its state; after them a load
+        only rewrites two JSON files, atomically and with the same content (tests/test_generations.py), which
+        is what makes a published shard safe to open in several processes at once."""
+        if self.shard is None:
+            return
+        self.shard.optimize()
+        self.shard.flush()
+        self.close()
+        for _ in range(2):
+            self._load()
+            self.close()
+
+    def exists(self) -> bool:
+        return self.shard is not None
+
+    def vector_size(self) -> int | None:
+        return self._size
+
+    def has_sparse(self, name: str) -> bool:
+        return name in self._sparse
+
+    def create(self, dim: int) -> None:
+        q = _edge()
+        self.close()
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        threshold_kb = max(1, EXACT_BELOW * dim * 4 // 1024)  # Qdrant sizes these thresholds in KB of vectors
+        params = q.EdgeVectorParams(size=dim, distance=q.Distance.Cosine)
+        config = q.EdgeConfig(
+            vectors={c: params for c in DENSE}, sparse_vectors={VISUAL: q.EdgeSparseVectorParams()},
+            hnsw_config=q.HnswIndexConfig(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=threshold_kb),
+            optimizers=q.EdgeOptimizersConfig(indexing_threshold=threshold_kb),
+            wal_enabled=False)  # see the module doc
+        self.shard = q.EdgeShard.create(str(self.path), config)
+        self._size, self._sparse = dim, {VISUAL}
+
+    def create_payload_index(self, name: str, kind: str) -> None:
+        q = _edge()
+        schema = q.PayloadSchemaType.Keyword if kind == "keyword" else q.PayloadSchemaType.Float
+        self.shard.update(q.UpdateOperation.create_field_index(name, schema))
+
+    def upsert(self, points: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
+        q = _edge()
+        self.shard.update(q.UpdateOperation.upsert_points(
+            [q.Point(pid, _vectors(vectors), payload) for pid, vectors, payload in points]))
+
+    def set_payloads(self, updates: dict[str, dict[str, Any]]) -> None:
+        q = _edge()
+        for pid, fields in updates.items():
+            self.shard.update(q.UpdateOperation.set_payload([pid], fields))
+
+    def set_vectors(self, updates: dict[str, dict[str, list[float]]]) -> None:
+        q = _edge()
+        self.shard.update(q.UpdateOperation.update_vectors(
+            [q.PointVectors(pid, _vectors(vectors)) for pid, vectors in updates.items()]))
+
+    def delete(self, where: list[Condition]) -> None:
+        self.shard.update(_edge().UpdateOperation.delete_points_by_filter(_filter(where)))
+
+    def count(self, where: list[Condition]) -> int:
+        return self.shard.count(_edge().CountRequest(exact=True, filter=_filter(where)))
+
+    def scroll(self, where, fields, with_vectors, offset, limit):
+        page, offset = self.shard.scroll(_edge().ScrollRequest(offset=offset, limit=limit, filter=_filter(where),
+                                                                with_payload=fields, with_vector=with_vectors))
+        return [_record(p) for p in page], offset
+
+    def query(self, channel, vector, limit, where) -> list[Record]:
+        q = _edge()
+        if channel == VISUAL:
+            query, params = q.Query.Nearest(q.SparseVector(*sparse_items(vector)), using=VISUAL), None
+        else:
+            query, params = q.Query.Nearest(list(vector), using=channel), q.SearchParams(hnsw_ef=HNSW_EF)
+        found = self.shard.query(q.QueryRequest(limit=limit, query=query, filter=_filter(where), params=params,
+                                                with_payload=True))
+        return [_record(p, p.score) for p in found]
+
+    def retrieve(self, ids: list[str], with_vectors) -> list[Record]:
+        return [_record(p) for p in self.shard.retrieve(ids, with_payload=True, with_vector=with_vectors)]
+
+
+class PublishedStore(SegmentStore):
+    """A reader of the data dir's published generation; it moves to a newer one on its next call."""
+
+    def __init__(self, data_dir: Path):
+        super().__init__(None)
+        self.data_dir = Path(data_dir)
+        self._loaded: Path | None = None
+        self._retired: EdgeBackend | None = None  # the generation before: a concurrent call may still use it
+        self._swap_lock = threading.Lock()
+        if generations.published(self.data_dir) is None and (self.data_dir / generations.LEGACY_DIR).is_dir():
+            log.warning("%s holds an index of an older vbsearch (qdrant-client's local mode): run `vbsearch index` "
+                        "to rebuild it from the catalog", self.data_dir / generations.LEGACY_DIR)
+
+    @property
+    def backend(self) -> EdgeBackend | None:
+        current = generations.published(self.data_dir)
+        if current != self._loaded:
+            with self._swap_lock:
+                if current != self._loaded:
+                    fresh = EdgeBackend(current) if current is not None else None
+                    if self._retired is not None:
+                        self._retired.close()
+                    self._retired, self._backend, self._loaded = self._backend, fresh, current
+                    self.location = str(current or "")
+                    log.debug("reading generation %s", current)
+        return self._backend
+
+    def close(self) -> None:
+        with self._swap_lock:
+            for backend in (self._retired, self._backend):
+                if backend is not None:
+                    backend.close()
+            self._retired = self._backend = None
+            self._loaded = None
+
+    @property
+    def generation(self) -> str | None:
+        return self._loaded.name if self.backend is not None and self._loaded else None
+
+
+class NextGeneration(SegmentStore):
+    """A writer: reads the published generation until its first write, which copies it into a build folder
+    that takes every later read and write; `publish` makes the build the published generation."""
+
+    def __init__(self, data_dir: Path):
+        super().__init__(None)
+        self.data_dir = Path(data_dir)
+        self._reader = PublishedStore(self.data_dir)
+        self._build: Path | None = None
+        if generations.published(self.data_dir) is None and (self.data_dir / generations.LEGACY_DIR).is_dir():
+            log.info("rebuilding the search index from the catalog: %s is an older vbsearch's store (qdrant-client's "
+                     "local mode), replaced by Qdrant Edge in %s; no video is decoded again",
+                     self.data_dir / generations.LEGACY_DIR, generations.root(self.data_dir))
+
+    @property
+    def backend(self) -> EdgeBackend | None:
+        return self._backend if self._build is not None else self._reader.backend
+
+    def _writable(self) -> EdgeBackend:
+        if self._build is None:
+            self._reader.close()  # the build is the copy it would read
+            self._build = generations.begin(self.data_dir)
+            self._backend = EdgeBackend(self._build)
+            self.location = str(self._build)
+        return self._backend
+
+    def publish(self) -> Path | None:
+        """Publish what was written (nothing when nothing was); returns the new generation's folder."""
+        if self._build is None:
+            self._reader.close()
+            return None
+        self._backend.finish()
+        if not (self._build / CONFIG_FILE).is_file():  # nothing was ever created: nothing to publish
+            generations.discard(self._build)
+            return None
+        final = generations.publish(self.data_dir, self._build)
+        log.info("published search index generation %s", final.name)
+        return final
+
+    def discard(self) -> None:
+        self.close()
+        if self._build is not None:
+            generations.discard(self._build)
+
+    def close(self) -> None:
+        self._reader.close()
+        super().close()
