@@ -1,18 +1,21 @@
-"""Searching while indexing: the embedded store is single-writer, and says so.
+"""Searching while indexing.
 
-The embedded Qdrant store (DATA_DIR/qdrant) locks its folder to one process. An index run holds it
-only while it embeds; a search, the UI or `vbsearch serve` hold it while they are open. Whoever
-comes second gets a one-line "index busy" answer and a non-zero status, never a traceback, and
-nothing is corrupted: an index run that finds the store busy keeps its catalog work, and the next
-run embeds. The catalog itself is read without a lock while an index run writes it: every file is
-replaced atomically and a video's row is written last, so a reader sees whole videos only.
+The embedded index is published in generations (search/generations.py): the UI, `vbsearch serve` and
+CLI searches read the published one in any number of processes while an index run builds the next
+beside it, and move to the new one when it is published. Index runs (and `vbsearch tag`, `caption
+--store-missing`) exclude each other through the data dir's writer lock. The catalog itself is read
+without a lock while an index run writes it: every file is replaced atomically and a video's row is
+written last, so a reader sees whole videos only.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,8 +25,9 @@ from ingest_media import moving_texture
 from test_crash_safety import N_VIDEOS, RUN_TIMEOUT_S, fresh_data_dir, index_cmd, snapshot, write_archive
 
 from indexer.catalog import TABLES, Catalog
+from search import generations
 from search.engine import SearchEngine
-from search.store import SegmentStore, StoreBusyError
+from search.store import Filters
 from vbsearch.cli import main
 from vbsearch.config import load_settings
 from vbsearch.synth import write_video
@@ -51,19 +55,6 @@ def _copy(indexed, dest: Path, new_videos: int = 0) -> tuple[Path, Path]:
     return dest / "archive", dest / "data"
 
 
-def _holds(pid: int, lock: Path) -> bool:
-    """Whether process `pid` holds a lock on file `lock` (Linux: /proc/locks lists "... PID MAJ:MIN:INODE ...")."""
-    try:
-        inode = lock.stat().st_ino
-    except FileNotFoundError:
-        return False
-    for line in Path("/proc/locks").read_text().splitlines():
-        fields = line.split()
-        if str(pid) in fields and any(f.endswith(f":{inode}") for f in fields):
-            return True
-    return False
-
-
 def _catalog_is_whole(data: Path) -> int:
     """Every catalogued video has all its clips; every catalog file reads. Returns the video count."""
     catalog = Catalog(data)
@@ -77,61 +68,73 @@ def _catalog_is_whole(data: Path) -> int:
     return videos.height
 
 
-def test_search_while_an_index_run_holds_the_store_is_busy(indexed, tmp_path, capsys):
-    archive, data = _copy(indexed, tmp_path)
-    with SegmentStore.open(data) as store:
-        store.client.delete_collection(store.collection)  # the run has every video to embed again
-    lock = data / "qdrant" / ".lock"
+def _search_cli(data: Path, query: str, *extra: str) -> subprocess.CompletedProcess:
+    """`vbsearch search` in its own process, as a person at a terminal runs it."""
+    return subprocess.run([sys.executable, "-m", "vbsearch.cli", "search", query, "--data-dir", str(data), "--json",
+                           *extra], capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+
+
+def _building(data: Path) -> bool:
+    root = generations.root(data)
+    return root.is_dir() and any(p.name.endswith(generations.BUILD_SUFFIX) for p in root.iterdir())
+
+
+def test_the_ui_engine_cli_searches_and_an_index_run_at_once(indexed, tmp_path, capsys):
+    """The engine the UI and `vbsearch serve` hold, CLI searches in other processes and an index run embedding:
+    all succeed; searches answer from the published generation, then from the next once it is published,
+    without a restart."""
+    archive, data = _copy(indexed, tmp_path, new_videos=1)
+    old = snapshot(data)
+    new_path = str(archive / "new 0.mp4")
+    engine = SearchEngine.open(load_settings({"data_dir": str(data)}))
+    assert engine.index_info().segments == len(old.points)
     proc = subprocess.Popen(index_cmd(archive, data), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + RUN_TIMEOUT_S
-        while not _holds(proc.pid, lock):  # wait until the run is embedding, then freeze it there
-            assert proc.poll() is None and time.monotonic() < deadline, "the index run never opened the store"
+        while not _building(data):  # wait until the run builds the next generation, then freeze it there
+            assert proc.poll() is None and time.monotonic() < deadline, "the index run never began a generation"
             time.sleep(0.002)
         proc.send_signal(signal.SIGSTOP)
+        hits = engine.search("a red texture slides", top_k=3)
+        assert hits and engine.index_info().segments == len(old.points)  # the published generation
+        cli = _search_cli(data, "a red texture slides", "--top-k", "3")
+        assert cli.returncode == 0, cli.stderr
+        assert [h["segment_id"] for h in json.loads(cli.stdout)] == [h.segment_id for h in hits]
+        assert not engine.search("texture", top_k=5, filters=Filters(video=new_path))  # not published yet
         capsys.readouterr()
-        assert main(["search", "a red texture", "--data-dir", str(data), "--json"]) == 1
-        out, err = capsys.readouterr()
-        assert out == ""  # no half answer on stdout
-        assert err.count("\n") == 1 and err.startswith("vbsearch search: index busy: ")
-        assert "in use by another vbsearch process" in err
-        with pytest.raises(StoreBusyError):  # what the UI and `vbsearch serve` get (and show as "busy")
-            SearchEngine.open(load_settings({"data_dir": str(data)}))
-        assert main(["status", "--data-dir", str(data)]) == 0  # status needs no store
-        assert f"videos        {N_VIDEOS}" in capsys.readouterr().out
+        assert main(["status", "--data-dir", str(data)]) == 0
+        status = capsys.readouterr().out
+        assert f"search index  {len(old.points)} segments (generation g000001); an index run is building g000002" \
+            in status
     finally:
         proc.send_signal(signal.SIGCONT)
         out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
     assert proc.returncode == 0 and "Traceback" not in err, err
-    assert f"search index: {N_VIDEOS} videos embedded" in out
-    assert snapshot(data) == snapshot(indexed[1])  # the interrupted reader changed nothing
+    assert "search index: 1 videos embedded" in out
+    new = snapshot(data)
+    assert set(old.points) < set(new.points)
+    # the same engine, no restart: the new generation answers
+    assert engine.index_info().segments == len(new.points)
+    assert {h.video for h in engine.search("texture", top_k=5, filters=Filters(video=new_path))} == {new_path}
+    cli = _search_cli(data, "texture", "--video", new_path)
+    assert cli.returncode == 0 and {h["video"] for h in json.loads(cli.stdout)} == {new_path}, cli.stderr
+    engine.close()
+    assert sorted(p.name for p in generations.root(data).iterdir()) == ["CURRENT", "g000001", "g000002"]
 
 
-def test_index_while_a_searcher_holds_the_store_is_busy_then_the_next_run_completes(indexed, tmp_path, capsys):
-    archive, data = _copy(indexed, tmp_path, new_videos=1)
-    before = snapshot(data)
-    # The searcher: this process, as the UI or `vbsearch serve` hold it; the index run below opens the
-    # store separately, and the embedded store's lock refuses a second opener in any process.
-    engine = SearchEngine.open(load_settings({"data_dir": str(data)}))
-    try:
-        capsys.readouterr()
-        assert main(["index", str(archive), "--data-dir", str(data)]) == 2
-        out, err = capsys.readouterr()
-        busy = [ln for ln in err.splitlines() if "index busy" in ln]
-        assert len(busy) == 1 and "run `vbsearch index` again" in busy[0]
-        assert f"files: 1 ok, 0 failed, {N_VIDEOS} skipped" in out  # the catalog work was done
-        assert _catalog_is_whole(data) == N_VIDEOS + 1
-        for table in TABLES:
-            for file in Catalog(data).files(table):
-                pl.read_parquet(file)
-        assert engine.search("a red texture slides", top_k=3)  # the searcher is unaffected
-    finally:
-        engine.close()
-    assert main(["index", str(archive), "--data-dir", str(data)]) == 0
-    after = snapshot(data)
-    assert set(before.points) < set(after.points) and len(after.videos) == N_VIDEOS + 1
-    new_id = next(v[0] for v in after.videos if v[1].endswith("new 0.mp4"))
-    assert any(p[1] == new_id for p in after.points)
+def test_store_writers_outside_an_index_run_refuse_while_one_holds_the_data_dir(indexed, tmp_path):
+    """`vbsearch tag` and `caption --store-missing` write the next generation too: never two writers at once."""
+    from indexer.catalog import CatalogBusyError, writer_lock
+    from indexer.searchindex import store_writer
+
+    _, data = _copy(indexed, tmp_path)
+    settings = load_settings({"data_dir": str(data)})
+    with writer_lock(data), pytest.raises(CatalogBusyError, match=f"indexed by vbsearch index .pid {os.getpid()}"):
+        with store_writer(settings, "vbsearch tag"):
+            pass
+    with store_writer(settings, "vbsearch tag") as store:
+        store.set_payloads({snapshot(data).points[0][0]: {"label": "x"}})
+    assert generations.published(data).name == "g000002"
 
 
 def test_searching_and_reading_the_catalog_while_an_index_run_writes(indexed, tmp_path):

@@ -1,4 +1,5 @@
-"""Crash safety of `vbsearch index`: SIGKILL at random points, Ctrl-C, torn store writes.
+"""Crash safety of `vbsearch index`: SIGKILL at random points and while building the next index
+generation, Ctrl-C, torn store writes.
 
 A small archive (synthetic videos with subtitle sidecars, so no ASR model loads) is indexed with
 the session's trained vocabulary and model (copied, as IndexedArchive.copy_to does, so no run
@@ -37,7 +38,7 @@ SEED = 10
 RUN_TIMEOUT_S = 240
 # Where a kill lands: a random delay (up to KILL_DELAY_S) after the first file of one of these appears
 # in the data dir: ingest begun, first video committed, embedding begun.
-TRIGGERS = ("thumbnails", "catalog/videos", "qdrant/collection")
+TRIGGERS = ("thumbnails", "catalog/videos", "index/build")
 KILL_DELAY_S = 0.5
 
 
@@ -140,7 +141,7 @@ def reference(archive, tmp_path_factory, indexed_archive) -> Reference:
 def _wait_for(data: Path, trigger: str, proc: subprocess.Popen, limit_s: float) -> None:
     folder = data / trigger.split("/")[0]
     pattern = {"thumbnails": "*", "catalog/videos": "videos/*.parquet",
-               "qdrant/collection": "collection/*/storage.sqlite"}[trigger]
+               "index/build": "g*.build"}[trigger]
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline and proc.poll() is None:
         if folder.is_dir() and any(folder.glob(pattern)):
@@ -190,11 +191,60 @@ def test_ctrl_c_stops_after_the_current_file_then_rerun_completes(reference, tmp
     done = catalog.video_ids()
     assert 1 <= len(done) < N_VIDEOS  # the file being ingested was finished, the rest not started
     assert {r[0] for r in catalog.read_table("clips").select("video_id").unique().rows()} == done
-    assert not (data / "qdrant").exists()  # stopped before the search index step
+    assert not (data / "index").exists()  # stopped before the search index step
     capsys.readouterr()
     assert index_here(reference.archive, data) == 0
     assert f"files: {N_VIDEOS - len(done)} ok, 0 failed, {len(done)} skipped" in capsys.readouterr().out
     assert snapshot(data) == reference.clean
+
+
+def _published_points(data: Path) -> list[tuple]:
+    with SegmentStore.open(data) as store:
+        assert store.search("video", [1.0] * store.dim(), 3)  # it answers
+        return sorted((str(p.id), p.payload["video_id"], p.payload["start"]) for p in store.scroll(["video_id", "start"]))
+
+
+@pytest.mark.slow
+def test_sigkill_while_embedding_or_publishing_keeps_the_published_index(reference, tmp_path):
+    """From a published index, a run that has a new video to embed is killed at several points between
+    beginning its next generation and publishing it: each time the published index answers and equals
+    the last published one, and the next run completes and leaves no build folder behind."""
+    archive = tmp_path / "archive"
+    shutil.copytree(reference.archive, archive)
+    base = fresh_data_dir(tmp_path / "base", reference.learned)
+    assert index_here(archive, base) == 0
+    old = _published_points(base)
+    write_video(archive / "new.mp4", moving_texture(80, (40, 160, 200), 2.0, seed=7, size=(48, 64)), fps=20)
+
+    def start(name: str) -> tuple[Path, subprocess.Popen, float]:
+        data = tmp_path / name
+        shutil.copytree(base, data)
+        proc = subprocess.Popen(index_cmd(archive, data), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for(data, "index/build", proc, RUN_TIMEOUT_S)
+        return data, proc, time.monotonic()
+
+    data, proc, began = start("timing")  # how long building the next generation takes, unkilled
+    while (data / "index" / "CURRENT").read_text().strip() == "g000001" and proc.poll() is None:
+        time.sleep(0.002)
+    window = time.monotonic() - began  # from beginning the build to publishing it
+    assert proc.wait(timeout=RUN_TIMEOUT_S) == 0
+    new = _published_points(data)
+    assert set(old) < set(new)
+    outcomes = []
+    for i, share in enumerate((0.0, 0.45, 0.9)):
+        data, proc, began = start(f"trial{i}")
+        time.sleep(max(0.0, began + share * window - time.monotonic()))
+        proc.send_signal(signal.SIGKILL)
+        rc = proc.wait(timeout=RUN_TIMEOUT_S)
+        published = _published_points(data)
+        outcomes.append((share, "killed" if rc == -signal.SIGKILL else f"finished {rc}",
+                         "old" if published == old else "new" if published == new else "neither"))
+        assert published in (old, new), outcomes
+        assert index_here(archive, data) == 0 and _published_points(data) == new, outcomes
+        root = data / "index"
+        assert not [p for p in root.iterdir() if p.name.endswith(".build")], outcomes
+        assert len([p for p in root.iterdir() if p.name.startswith("g")]) <= 2, outcomes
+    assert sum(o[1] == "killed" and o[2] == "old" for o in outcomes) >= 2, outcomes
 
 
 def _wait_for_path(path: Path, proc: subprocess.Popen, limit_s: float = RUN_TIMEOUT_S) -> None:
@@ -223,21 +273,31 @@ class _Vocab:
         return np.zeros((len(features), 1), np.int64)
 
 
+def _server_store() -> SegmentStore:
+    """A store on the server backend (qdrant-client's local mode standing in for a server)."""
+    from qdrant_client import QdrantClient
+
+    from search.store_server import ServerBackend
+
+    return SegmentStore(ServerBackend(QdrantClient(location=":memory:")))
+
+
 def test_a_torn_video_write_reads_as_stale_and_is_embedded_again(archive, tmp_path):
-    """The embedded store commits point by point: a run killed part-way through a video's points
-    leaves some of them. They must not pass for the finished video."""
+    """A server commits point by point: a run killed part-way through a video's points leaves some of
+    them. They must not pass for the finished video. (The embedded index publishes nothing of a dead run.)"""
     from vbsearch.cli import main
 
     data = tmp_path / "data"
     assert main(["index", str(archive), "--data-dir", str(data), "--catalog-only"]) == 0
-    with SegmentStore.open(data) as store:
+    with _server_store() as store:
         first = sync_store(data, store, _Inference(), _Vocab(), "m1", progress=False)
         assert first.embedded == N_VIDEOS
         points = list(store.scroll(True))
         assert all(p.payload[COMPLETE_FIELD] >= 1 for p in points)
         victim = points[0].payload["video_id"]
         mine = [p for p in points if p.payload["video_id"] == victim]
-        store.client.delete(store.collection, points_selector=[mine[0].id], wait=True)  # as if killed before it
+        client = store.backend.client
+        client.delete("segments", points_selector=[mine[0].id], wait=True)  # as if killed before it
         indexed = store.indexed_videos(STAMP_FIELDS)
         assert indexed[victim] == dict.fromkeys(STAMP_FIELDS)  # stale: re-embed it
         assert all(v["model_id"] == "m1" for k, v in indexed.items() if k != victim)
@@ -248,7 +308,7 @@ def test_a_torn_video_write_reads_as_stale_and_is_embedded_again(archive, tmp_pa
 
 
 def test_upsert_counts_each_videos_points(tmp_path):
-    with SegmentStore.open(tmp_path) as store:
+    with SegmentStore.update(tmp_path) as store:
         store.ensure(2)
         store.upsert([StorePoint("a", float(i), {"video": [1.0, 0.0]}) for i in range(3)]
                      + [StorePoint("b", 0.0, {"video": [0.0, 1.0]})])

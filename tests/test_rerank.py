@@ -52,8 +52,6 @@ def test_rerank_lifts_aligned_candidates(trained, tmp_path, component):
     inference, lexicon = trained
     rng = np.random.default_rng(0)
     combos = [(c, o, m) for c in range(len(COLOURS)) for o in range(len(OBJECTS)) for m in range(len(MOTIONS))]
-    store = SegmentStore.open(tmp_path)
-    store.ensure(inference.embed_dim)
     points = []
     for i, (c, o, m) in enumerate(combos):
         toks = np.asarray([clip_tokens(c, o, m)] * 2)
@@ -61,8 +59,10 @@ def test_rerank_lifts_aligned_candidates(trained, tmp_path, component):
         points.append(StorePoint("v", float(i * 3), {"video": (vec / np.linalg.norm(vec)).tolist()}, {
             "path": "/archive/v.mp4", "end": float(i * 3 + 3), "duration": 3.0, "text": "", "kind": "silence",
             "tokens": toks.reshape(-1).tolist(), "tokens_per_clip": 3, "model_id": "tiny", "indexed_at": 0.0}))
-    store.upsert(points)
-    engine = SearchEngine(tmp_path, inference, store, "tiny", lexicon=lexicon)
+    with SegmentStore.update(tmp_path) as writer:
+        writer.ensure(inference.embed_dim)
+        writer.upsert(points)
+    engine = SearchEngine(tmp_path, inference, SegmentStore.open(tmp_path), "tiny", lexicon=lexicon)
     ann_only = RankingOptions(channels=("video",), rerank=False, candidates=len(combos))
     reranked = RankingOptions(channels=("video",), rerank=True, candidates=len(combos), **ALONE[component])
     before, after, best = [], [], []

@@ -306,10 +306,10 @@ def tiny_engine(tmp_path_factory, tok):
             {"path": "/archive/a.mp4", "end": 3.0 * i + 3, "duration": 3.0, "text": f"the red ball rolls {i}",
              "kind": "speech", "tokens": tokens.reshape(-1).tolist(), "tokens_per_clip": 3}))
     data = tmp_path_factory.mktemp("engine") / "data"
-    store = SegmentStore.open(data)
-    store.ensure(inference.embed_dim)
-    store.upsert(points)
-    engine = SearchEngine(data, inference, store, "m")
+    with SegmentStore.update(data) as writer:
+        writer.ensure(inference.embed_dim)
+        writer.upsert(points)
+    engine = SearchEngine(data, inference, SegmentStore.open(data), "m")
     yield engine
     engine.close()
 
