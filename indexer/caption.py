@@ -94,9 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings) -> int:
-    from model.checkpoint import CheckpointError
     from indexer.catalog import CatalogBusyError
     from indexer.searchindex import store_writer
+    from model.checkpoint import CheckpointError
     from search.store import StoreError
 
     if args.beam < 1:

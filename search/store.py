@@ -172,8 +172,12 @@ class SegmentStore:
             from search.store_server import ServerBackend
 
             return cls(ServerBackend.connect(url, api_key), url)
+        from search import generations
         from search.store_edge import PublishedStore
 
+        if generations.published(data_dir) is None and (Path(data_dir) / generations.LEGACY_DIR).is_dir():
+            log.warning("%s holds an index of an older vbsearch (qdrant-client's local mode): run `vbsearch index` "
+                        "to rebuild it from the catalog", Path(data_dir) / generations.LEGACY_DIR)
         return PublishedStore(Path(data_dir))
 
     @classmethod

@@ -186,9 +186,6 @@ class PublishedStore(SegmentStore):
         self._loaded: Path | None = None
         self._retired: EdgeBackend | None = None  # the generation before: a concurrent call may still use it
         self._swap_lock = threading.Lock()
-        if generations.published(self.data_dir) is None and (self.data_dir / generations.LEGACY_DIR).is_dir():
-            log.warning("%s holds an index of an older vbsearch (qdrant-client's local mode): run `vbsearch index` "
-                        "to rebuild it from the catalog", self.data_dir / generations.LEGACY_DIR)
 
     @property
     def backend(self) -> EdgeBackend | None:

@@ -19,12 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
 import pytest
 from ingest_media import moving_texture
 from test_crash_safety import N_VIDEOS, RUN_TIMEOUT_S, fresh_data_dir, index_cmd, snapshot, write_archive
 
-from indexer.catalog import TABLES, Catalog
+from indexer.catalog import Catalog
 from search import generations
 from search.engine import SearchEngine
 from search.store import Filters

@@ -328,7 +328,7 @@ def test_engine_takes_any_query_string(tiny_engine, query, hits):
 # -- Qdrant servers ------------------------------------------------------------------------------------------
 
 def test_qdrant_https_url_and_api_key_reach_the_client(tmp_path):
-    from search.store import remote_client
+    from search.store_server import remote_client
 
     settings = load_settings({"data_dir": str(tmp_path / "data"), "qdrant_url": "https://qdrant.example.org:6333"},
                              environ={"VBSEARCH_QDRANT_API_KEY": "s3cret-key"})
@@ -340,7 +340,7 @@ def test_qdrant_https_url_and_api_key_reach_the_client(tmp_path):
         assert remote._rest_headers["api-key"] == "s3cret-key"
     finally:
         client.close()
-    assert not (tmp_path / "data" / "qdrant").exists()  # a server URL never creates the embedded store
+    assert not (tmp_path / "data" / "index").exists()  # a server URL never creates the embedded index
 
 
 def test_unreachable_qdrant_server_is_one_clear_error(tmp_path, capsys, saved):

@@ -71,8 +71,8 @@ def _index_info(key: tuple[str, ...], _engine_obj: SearchEngine):
 
 
 def _show_busy(exc: Exception) -> None:
-    st.warning("**The index is busy.** Another vbsearch process (most likely an index run) has the embedded "
-               "store open. Searching works again when it finishes.", icon="⏳")
+    st.warning("**The index is busy.** Another process holds it open for writing; searching works again when "
+               "it lets go.", icon="⏳")
     st.caption(escape(str(exc)))
     st.button("Try again", key="retry_busy")
 
