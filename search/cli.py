@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from datetime import datetime
 from pathlib import Path
 
 from search.query import MAX_QUERY_CHARS
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,11 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings) -> int:
-    from dataclasses import replace
-
-    from search.engine import EngineError, NoIndexError, SearchEngine
     from search.hits import clock
-    from search.store import Filters, StoreBusyError, StoreError
+    from search.store import Filters
 
     if args.top_k < 1:
         print("vbsearch search: --top-k must be at least 1", file=sys.stderr)
@@ -45,7 +45,50 @@ def run(args: argparse.Namespace, settings) -> int:
     filters = Filters(video=video, min_duration=args.min_duration, max_duration=args.max_duration,
                       indexed_after=after, label=args.label)
     query = args.query[:MAX_QUERY_CHARS]  # the engine cleans control characters and spacing
+    hits = _ask_service(settings, args, query, filters)
+    if hits is None:
+        hits = _search_here(settings, args, query, filters)
+    if isinstance(hits, int):
+        return hits
+    if args.json:
+        print(json.dumps([h.to_json() for h in hits], ensure_ascii=False))
+        return 0
+    if not hits:
+        print("no results")
+        return 0
+    for rank, h in enumerate(hits, 1):
+        snippet = (h.text[:70] + "...") if len(h.text) > 70 else h.text
+        print(f"{rank:>3}. {h.score:6.3f}  {Path(h.video).name}  {clock(h.start)}-{clock(h.end)}  {snippet}")
+    return 0
+
+
+def _ask_service(settings, args: argparse.Namespace, query: str, filters) -> list | None:
+    """The hits from this data dir's running `vbsearch serve` (search/owner.py), or None to search here."""
+    from search.owner import find
+
+    url = None if settings.qdrant_url else find(settings.data_dir)
+    if url is None:
+        return None
+    from search.client import ApiClient
+    from search.engine import EngineError, RankingOptions
+
+    try:
+        with ApiClient(url, timeout=30.0) as client:
+            if args.like:
+                return client.more_like_this(args.like, args.top_k, filters)
+            return client.search(query, args.top_k, filters, RankingOptions(rerank=not args.no_rerank))
+    except EngineError as exc:  # not answering (starting, stopped, a token we lack): search here instead
+        log.info("the search service at %s did not answer (%s): searching in this process", url, exc)
+        return None
+
+
+def _search_here(settings, args: argparse.Namespace, query: str, filters) -> list | int:
+    """The hits from an engine opened in this process, or the exit status of a one-line error."""
+    from dataclasses import replace
+
     from model.checkpoint import CheckpointError
+    from search.engine import EngineError, NoIndexError, SearchEngine
+    from search.store import StoreBusyError, StoreError
 
     try:
         engine = SearchEngine.open(settings)
@@ -69,13 +112,4 @@ def run(args: argparse.Namespace, settings) -> int:
         return 1
     finally:
         engine.close()
-    if args.json:
-        print(json.dumps([h.to_json() for h in hits], ensure_ascii=False))
-        return 0
-    if not hits:
-        print("no results")
-        return 0
-    for rank, h in enumerate(hits, 1):
-        snippet = (h.text[:70] + "...") if len(h.text) > 70 else h.text
-        print(f"{rank:>3}. {h.score:6.3f}  {Path(h.video).name}  {clock(h.start)}-{clock(h.end)}  {snippet}")
-    return 0
+    return hits

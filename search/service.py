@@ -67,8 +67,11 @@ def run(args: argparse.Namespace, settings) -> int:
     app = create_app(settings)
     print(f"vbsearch API on http://{args.host}:{args.port} (docs at /docs, data dir "
           f"{settings.data_dir.resolve()}); Ctrl-C to stop", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning",
-                access_log=bool(args.verbose))
+    from search.owner import announce
+
+    with announce(settings.data_dir, args.host, args.port):  # `vbsearch search` asks this process from now on
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning",
+                    access_log=bool(args.verbose))
     return 0
 
 

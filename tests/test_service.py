@@ -30,6 +30,7 @@ from schemathesis.checks import not_a_server_error
 from search.client import ApiClient
 from search.engine import EngineError, IndexInfo, NoIndexError, RankingOptions
 from search.hits import Hit
+from search.owner import find as find_service
 from search.service import TOKEN_ENV, EngineHolder, create_app
 from vbsearch.config import Settings
 
@@ -89,6 +90,7 @@ def live(indexed_archive, tmp_path_factory):
         log.close()
     assert proc.returncode == 0 or proc.returncode == -15, (archive.data_dir / "serve.log").read_text()
     assert "Traceback" not in (archive.data_dir / "serve.log").read_text()
+    assert find_service(archive.data_dir) is None  # a stopped service no longer announces itself
 
 
 @pytest.fixture(scope="module")
@@ -299,6 +301,34 @@ def test_client_behaves_like_the_engine(live, first_hits):
     with ApiClient(f"http://127.0.0.1:{_free_port()}", timeout=2) as client, \
             pytest.raises(EngineError, match="cannot reach"):
         client.index_info()
+
+
+def test_cli_search_asks_the_running_service_and_gets_the_same_hits(live, monkeypatch, capsys):
+    import json
+
+    from search.engine import SearchEngine
+    from vbsearch.cli import main
+
+    data = live.archive.data_dir
+    assert find_service(data) == live.url  # `vbsearch serve` announced itself in the data dir
+    opened = []
+    real_open = SearchEngine.open.__func__
+    monkeypatch.setattr(SearchEngine, "open", classmethod(lambda cls, *a, **k: opened.append(1) or real_open(cls, *a, **k)))
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    argv = ["search", "a red circle moving left", "--data-dir", str(data), "--json", "--top-k", "4"]
+    assert main(argv) == 0
+    asked = json.loads(capsys.readouterr().out)
+    assert opened == []  # no model loaded in this process: the service answered
+    monkeypatch.setattr("search.owner.find", lambda data_dir: None)  # as with no service running
+    assert main(argv) == 0
+    here = json.loads(capsys.readouterr().out)
+    assert opened == [1]
+    assert [h["segment_id"] for h in asked] == [h["segment_id"] for h in here]
+    assert [h["score"] for h in asked] == pytest.approx([h["score"] for h in here], abs=1e-4)
+    monkeypatch.undo()
+    monkeypatch.delenv(TOKEN_ENV, raising=False)  # a service that refuses us: this process searches by itself
+    assert main(argv) == 0 and [h["segment_id"] for h in json.loads(capsys.readouterr().out)] == \
+        [h["segment_id"] for h in here]
 
 
 def test_ui_searches_through_the_service(live, monkeypatch):
