@@ -11,7 +11,7 @@ Per size and store: fill rate, build time (publish: HNSW graphs, settle), disk, 
 (what each index run pays before its first write), reader RSS (a separate process), store-only search
 p50/p95 (HNSW with the default ef, and exact), recall@50 of HNSW against exact search for each --ef,
 and the engine's total and rerank p50/p95 with total / rerank. Also the wall time of a cold
-`vbsearch search` (process start included) on `--cli DATA_DIR`.
+`vbsearch search` (process start included) on `--cli DATA_DIR`, and with `vbsearch serve` up on it.
 
     python bench/bench_query.py [--sizes 10000 100000 1000000] [--local-sizes 10000 100000]
         [--vectors DATA_DIR] [--model DIR] [--keep DIR] [--cli DATA_DIR]
@@ -242,18 +242,50 @@ def bench_local(n: int, args, vectors, inference, lexicon, tpc, n_words, rng) ->
 
 
 def bench_cli(data_dir: Path, runs: int) -> None:
-    """Wall time of `vbsearch search` in a fresh process (a person at a terminal waits for all of it)."""
+    """Wall time of `vbsearch search` in a fresh process (a person at a terminal waits for all of it), alone
+    and with `vbsearch serve` up on the same data dir (the CLI then asks it: search/owner.py)."""
+    import socket
+
     cmd = [sys.executable, "-m", "vbsearch.cli", "search", QUERIES[0], "--data-dir", str(data_dir), "--json"]
-    walls = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, check=True)
-        walls.append(time.perf_counter() - t)
+
+    def walls() -> list[float]:
+        out = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, check=True)
+            out.append(time.perf_counter() - t)
+        return out
+
+    cold = walls()
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import search.engine, model.inference"], check=True)
     imports = time.perf_counter() - t
-    print(f"\nCLI search, cold process, {data_dir}: p50 {statistics.median(walls):.2f} s, "
-          f"min {min(walls):.2f} s over {runs} runs (interpreter start and imports alone: {imports:.2f} s)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "vbsearch.cli", "serve", "--port", str(port), "--data-dir",
+                               str(data_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not _ready(port):
+            if server.poll() is not None:
+                raise SystemExit("vbsearch serve stopped before it was ready")
+            time.sleep(0.3)
+        warm = walls()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print(f"\nCLI search on {data_dir}, {runs} runs each: cold process p50 {statistics.median(cold):.2f} s "
+          f"(min {min(cold):.2f} s; interpreter start and imports alone {imports:.2f} s); with `vbsearch serve` up "
+          f"p50 {statistics.median(warm):.2f} s (min {min(warm):.2f} s)")
+
+
+def _ready(port: int) -> bool:
+    import httpx
+
+    try:
+        return bool(httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json().get("ready"))
+    except httpx.HTTPError:
+        return False
 
 
 def main() -> int:
