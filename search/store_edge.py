@@ -6,7 +6,7 @@ on their next call; writers (NextGeneration) copy it on their first write and pu
 flush before it is published, and a published shard, never written again, opens in many processes.
 
 Exact search below EXACT_BELOW points per segment, HNSW above it, searched with HNSW_EF; both were
-chosen with bench/bench_query.py on this project's vectors (README, "Measured here").
+chosen with bench/bench_query.py on this project's vectors (README, "The store at archive scale").
 """
 
 from __future__ import annotations
