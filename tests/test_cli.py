@@ -1,9 +1,7 @@
 import subprocess
 import sys
 
-import pytest
-
-from vbsearch.cli import COMMANDS, EXIT_NOT_IMPLEMENTED, main
+from vbsearch.cli import COMMANDS, main
 
 
 def test_help_lists_every_subcommand_with_a_line():
@@ -21,13 +19,6 @@ def test_console_script_is_installed():
     assert exe != "None"
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("vbsearch ")
-
-
-@pytest.mark.parametrize("cmd", [c for c in COMMANDS if c.target is None], ids=lambda c: c.name)
-def test_unbuilt_subcommands_say_so_and_fail(cmd, capsys):
-    assert main([cmd.name, "anything"]) == EXIT_NOT_IMPLEMENTED
-    err = capsys.readouterr()
-    assert "not implemented yet" in err.err and err.out == ""
 
 
 def test_status_on_an_empty_data_dir(tmp_path, capsys):

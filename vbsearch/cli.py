@@ -18,14 +18,11 @@ from vbsearch.config import ASR_BACKENDS, DEVICES, FEATURES, ConfigError, load_s
 
 log = logging.getLogger("vbsearch")
 
-EXIT_NOT_IMPLEMENTED = 3
-
-
 @dataclass(frozen=True)
 class Command:
     name: str
     help: str
-    target: str | None  # "package.module" with add_arguments/run; None = not implemented yet
+    target: str  # "package.module" with add_arguments/run
     reads_media: bool = False  # takes the flags that choose how media is understood (--features, --asr, ...)
 
 
@@ -93,10 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_model_flag(p)
         if cmd.reads_media:
             _add_pipeline_flags(p)
-        if cmd.target is None:
-            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        else:
-            importlib.import_module(cmd.target).add_arguments(p)
+        importlib.import_module(cmd.target).add_arguments(p)
         p.set_defaults(_command=cmd)
     return parser
 
@@ -111,9 +105,6 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(args.verbose)
     cmd: Command = args._command
-    if cmd.target is None:
-        print(f"vbsearch {cmd.name}: not implemented yet", file=sys.stderr)
-        return EXIT_NOT_IMPLEMENTED
     try:
         settings = load_settings({k: getattr(args, k, None) for k in SETTINGS_FLAGS})
     except ConfigError as exc:
