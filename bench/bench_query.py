@@ -201,12 +201,10 @@ def bench_edge(n: int, args, vectors, inference, lexicon, tpc, n_words, rng) -> 
             reuse = s.count() == n
     if not reuse:
         shutil.rmtree(work, ignore_errors=True)
-        writer_cm = SegmentStore.update(work)
-        writer = writer_cm.__enter__()
-        fill_rate = fill(writer, n, vectors, tpc, n_words, rng)
-        t = time.perf_counter()
-        writer_cm.__exit__(None, None, None)  # publish: optimize (HNSW), flush, settle
-        build_s = time.perf_counter() - t
+        with SegmentStore.update(work) as writer:
+            fill_rate = fill(writer, n, vectors, tpc, n_words, rng)
+            t = time.perf_counter()
+        build_s = time.perf_counter() - t  # leaving the block published: optimize (HNSW), flush, settle
     t = time.perf_counter()
     generations.discard(generations.begin(work))  # what an index run pays to start the next generation
     copy_s = time.perf_counter() - t

@@ -58,6 +58,12 @@ def published(data_dir: Path) -> Path | None:
     return root(data_dir) / name
 
 
+def unreplaced_legacy(data_dir: Path) -> Path | None:
+    """The local-mode store an older vbsearch left in the data dir, while no generation replaces it yet."""
+    legacy = Path(data_dir) / LEGACY_DIR
+    return legacy if published(data_dir) is None and legacy.is_dir() else None
+
+
 def _numbers(folder: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _NAME.match(p.name.removesuffix(BUILD_SUFFIX))))
 

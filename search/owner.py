@@ -36,24 +36,26 @@ def announce(data_dir: Path, host: str, port: int) -> Iterator[None]:
     try:
         yield
     finally:
-        if owner_pid(data_dir) == os.getpid():  # a later service may have taken over
+        entry = _entry(data_dir)
+        if entry is not None and entry[0] == os.getpid():  # a later service may have taken over
             path.unlink(missing_ok=True)
 
 
-def owner_pid(data_dir: Path) -> int | None:
+def _entry(data_dir: Path) -> tuple[int, str] | None:
+    """(pid, url) from the data dir's announcement, None without a readable one."""
     try:
-        return int(json.loads((Path(data_dir) / OWNER_FILE).read_text())["pid"])
+        entry = json.loads((Path(data_dir) / OWNER_FILE).read_text())
+        return int(entry["pid"]), str(entry["url"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def find(data_dir: Path) -> str | None:
     """The URL of the running search service of this data dir, if one announced itself and still runs."""
-    try:
-        entry = json.loads((Path(data_dir) / OWNER_FILE).read_text())
-        pid, url = int(entry["pid"]), str(entry["url"])
-    except (OSError, ValueError, KeyError, TypeError):
+    entry = _entry(data_dir)
+    if entry is None:
         return None
+    pid, url = entry
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -175,9 +175,9 @@ class SegmentStore:
         from search import generations
         from search.store_edge import PublishedStore
 
-        if generations.published(data_dir) is None and (Path(data_dir) / generations.LEGACY_DIR).is_dir():
+        if legacy := generations.unreplaced_legacy(data_dir):
             log.warning("%s holds an index of an older vbsearch (qdrant-client's local mode): run `vbsearch index` "
-                        "to rebuild it from the catalog", Path(data_dir) / generations.LEGACY_DIR)
+                        "to rebuild it from the catalog", legacy)
         return PublishedStore(Path(data_dir))
 
     @classmethod

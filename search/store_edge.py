@@ -223,10 +223,10 @@ class NextGeneration(SegmentStore):
         self.data_dir = Path(data_dir)
         self._reader = PublishedStore(self.data_dir)
         self._build: Path | None = None
-        if generations.published(self.data_dir) is None and (self.data_dir / generations.LEGACY_DIR).is_dir():
+        if legacy := generations.unreplaced_legacy(self.data_dir):
             log.info("rebuilding the search index from the catalog: %s is an older vbsearch's store (qdrant-client's "
                      "local mode), replaced by Qdrant Edge in %s; no video is decoded again",
-                     self.data_dir / generations.LEGACY_DIR, generations.root(self.data_dir))
+                     legacy, generations.root(self.data_dir))
 
     @property
     def backend(self) -> EdgeBackend | None:

@@ -18,6 +18,7 @@ from vbsearch.config import ASR_BACKENDS, DEVICES, FEATURES, ConfigError, load_s
 
 log = logging.getLogger("vbsearch")
 
+
 @dataclass(frozen=True)
 class Command:
     name: str
