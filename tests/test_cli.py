@@ -31,3 +31,17 @@ def test_config_error_is_reported_not_raised(tmp_path, capsys):
     (tmp_path / "vbsearch.toml").write_text("nonsense = 1\n")
     assert main(["status", "--data-dir", str(tmp_path)]) == 2
     assert "unknown setting 'nonsense'" in capsys.readouterr().err
+
+
+def test_only_the_chosen_command_is_imported():
+    # A CLI search that asks a running service must not pay for polars or torch (search/owner.py).
+    code = ("import sys; from vbsearch.cli import main\n"
+            "try: main(['search', '--help'])\n"
+            "except SystemExit: pass\n"
+            "print(sorted(m for m in ('torch', 'polars', 'indexer.run', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "--top-k" in out and "--like" in out  # the chosen command's own flags are there
+    assert out.strip().endswith("[]")
+    index_help = subprocess.run([sys.executable, "-m", "vbsearch.cli", "index", "--help"], capture_output=True, text=True,
+                           check=True).stdout
+    assert "--prune" in index_help

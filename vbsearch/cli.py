@@ -2,7 +2,8 @@
 
 Each implemented subcommand lives in the module that owns its work and exposes
 `add_arguments(parser)` and `run(args, settings) -> int` (the exit status).
-Modules are imported only when their subcommand runs, so `--help` stays fast.
+Only the chosen subcommand's module is imported (to add its flags, then to run it): `--help` and a
+CLI search that asks a running service stay fast, since the other modules pull in polars, torch, etc.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--s3d-weights", help="local S3D Kinetics-400 weights file")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI; only `chosen`'s flags are added (its module imported), or every command's if None."""
     parser = argparse.ArgumentParser(
         prog="vbsearch",
         description="Semantic video search for media archives, built on VideoBERT.",
@@ -91,13 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
         _add_model_flag(p)
         if cmd.reads_media:
             _add_pipeline_flags(p)
-        importlib.import_module(cmd.target).add_arguments(p)
+        if chosen is None or chosen == cmd.name:
+            importlib.import_module(cmd.target).add_arguments(p)
         p.set_defaults(_command=cmd)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), ""))
     args = parser.parse_args(argv)
     if not getattr(args, "_command", None):
         parser.print_help()
