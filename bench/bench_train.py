@@ -1,20 +1,26 @@
 """VideoBERT pretraining throughput: tokens/s, and model FLOPs utilisation on CUDA.
 
     python bench/bench_train.py                       # CPU, small config
-    python bench/bench_train.py --config minilm       # the offline initial checkpoint's shape
+    python bench/bench_train.py --config minilm       # the offline initial checkpoint's shape (6 layers)
+    python bench/bench_train.py --config default      # the default model: its first 2 layers
     python bench/bench_train.py --device cuda --config minilm --batch-size 64
+    python bench/bench_train.py --processes 1,2       # data parallel under torchrun (gloo on CPU), side by side
 
 Tokens are the real (non-pad) tokens through the encoder per second, all passes of a step
 counted (text-only, video-only and joint). MFU = 6 * N * tokens/s / peak, N = the encoder's
 non-embedding parameters (the usual 6N-per-token estimate for forward + backward, attention
 score FLOPs left out), peak = the GPU's dense bf16 rate (table below, or --peak-tflops).
 Data is a synthetic archive made here (random words and visual tokens): speed, not quality.
+With --processes, each count runs under torchrun with the same global batch (--grad-accum micro-batches
+per step, dealt out to the processes, each process on --threads threads), and the table gives tokens/s
+of all processes together and the ratio to the first count.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +34,7 @@ PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, 
                     "RTX 4090": 165.0, "V100": 125.0, "T4": 65.0}
 CONFIGS = {  # name -> (hidden, layers, heads, intermediate)
     "small": (128, 2, 4, 512),
+    "default": (384, 2, 12, 1536),  # what `vbsearch train` trains: MiniLM's first 2 layers
     "minilm": (384, 6, 12, 1536),
 }
 WORDS = ("pour", "cut", "stir", "the", "onion", "water", "pan", "now", "a", "hand", "glass", "slowly",
@@ -69,10 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-visual-words", type=int, default=400)
     p.add_argument("--tokens-per-clip", type=int, default=4)
     p.add_argument("--peak-tflops", type=float, help="override the GPU peak (dense bf16 TFLOP/s)")
+    p.add_argument("--grad-accum", type=int, default=2, help="micro-batches per step, over all processes")
+    p.add_argument("--processes", help="comma-separated process counts to compare under torchrun, e.g. 1,2")
     p.add_argument("--json", action="store_true", help="print one JSON line only")
     args = p.parse_args(argv)
+    if args.processes:
+        return compare_processes(args, argv if argv is not None else sys.argv[1:])
     if args.threads:
         torch.set_num_threads(args.threads)
+    from model.distributed import start, stop
+
+    process, args.device = start(args.device)
 
     hidden, layers, heads, inter = CONFIGS[args.config]
     tok = VideoBertTokenizer.from_pretrained(None, args.n_visual_words, args.tokens_per_clip,
@@ -84,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     model = VideoBert(cfg)
     data = PretrainData(*synthetic_tables(8, 40, args.n_visual_words, args.tokens_per_clip), DataOptions())
     opts = PretrainOptions(steps=args.warmup + args.steps, batch_size=args.batch_size, warmup_steps=1,
-                           checkpoint_every=0, eval_every=0, progress=False)
-    trainer = Pretrainer(model, tok, data, opts, device=args.device)
+                           grad_accum=args.grad_accum, checkpoint_every=0, eval_every=0, progress=False)
+    trainer = Pretrainer(model, tok, data, opts, device=args.device, process=process)
     for step in range(args.warmup):
         trainer.train_step(step)
     if args.device.startswith("cuda"):
@@ -101,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     n_embed = model.word_embeddings.numel() + model.bert.embeddings.position_embeddings.weight.numel()
     n_nonembed = n_params - n_embed
-    result = {"config": args.config, "device": args.device, "threads": torch.get_num_threads(),
+    stop(process)
+    if not process.is_main:
+        return 0
+    result = {"config": args.config, "device": args.device, "processes": process.world_size,
+              "threads": torch.get_num_threads(),
               "batch_size": args.batch_size, "max_len": args.max_len, "params": n_params,
               "non_embedding_params": n_nonembed, "steps": args.steps, "seconds": round(seconds, 3),
               "steps_per_s": round(args.steps / seconds, 3), "tokens_per_s": round(tokens / seconds, 1)}
@@ -117,6 +135,32 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for k, v in result.items():
             print(f"{k:>22}: {v}")
+    return 0
+
+
+def compare_processes(args, argv: list[str]) -> int:
+    """This bench under torchrun once per process count; tokens/s side by side and the scaling ratio."""
+    counts = [int(n) for n in args.processes.split(",")]
+    rest, skip = [], False
+    for a in argv:  # the same flags, minus --processes
+        if skip:
+            skip = False
+        elif a == "--processes":
+            skip = True
+        elif not a.startswith("--processes="):
+            rest.append(a)
+    rows = []
+    for n in counts:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n), __file__,
+               *rest, "--json"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    base = rows[0]["tokens_per_s"]
+    print(f"| processes | threads each | global batch | steps/s | tokens/s | vs {counts[0]} |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['processes']} | {r['threads']} | {r['batch_size']} x {args.grad_accum} | {r['steps_per_s']} | "
+              f"{r['tokens_per_s']:,.0f} | {r['tokens_per_s'] / base:.2f} |")
     return 0
 
 

@@ -9,7 +9,6 @@ or inside it, else the data dir's. An unfinished training run (a crash) is resum
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -41,13 +40,12 @@ def prune_missing(data_dir: Path) -> list[str]:
 
 
 def _training_finished(model_dir: Path) -> bool:
-    state_file = model_dir / "trainer_state.json"
+    from model.checkpoint import training_progress
+
     if not (model_dir / "config.json").is_file():
         return False
-    if not state_file.is_file():  # a model exported without training state: take it as final
-        return True
-    state = json.loads(state_file.read_text())
-    return int(state.get("step", 0)) >= int(state.get("schedule", {}).get("total_steps", 0))
+    progress = training_progress(model_dir)
+    return progress is None or progress[0] >= progress[1]  # without training state: an exported, final model
 
 
 def resolve_model(settings, train_options: TrainOptions, progress: bool = True) -> tuple[Path, Path]:

@@ -4,7 +4,12 @@ and fit its narration lexicon (model/lexicon.py) over the same narrated windows.
     catalog clips (features) --vocab--> visual tokens --+
     catalog sentences ---------------------------------+--> model.pretrain --> data_dir/model
 The model folder doubles as the training checkpoint: an interrupted run resumes where it stopped;
-a run on a model already trained to --steps only fits the lexicon again.
+a run on a model already trained to its end only fits the lexicon again (--steps N trains it further).
+
+How long: `step_budget` sizes the run to the archive, PASSES passes over its windows (narrated and
+silent), between MIN_STEPS and MAX_STEPS; --steps sets it, --minutes caps it by wall-clock time.
+Under torchrun every process trains (model/distributed.py); rank 0 fits the vocabulary and the
+lexicon, holds the data dir's writer lock and writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import sys
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +31,12 @@ from vbsearch.config import MODEL_DIR, VOCAB_DIR
 
 log = logging.getLogger(__name__)
 
+# Passes over the archive's windows: 24 give a 20-minute sample archive (~135 narrated and ~25 silent
+# windows) the ~400 steps its retrieval quality was measured at (README), and every archive as many passes.
+PASSES = 24
+MIN_STEPS = 40  # a few minutes of footage still gets past the warm-up and learns its words
+MAX_STEPS = 200_000  # ~1,000 hours at batch 8; a bigger archive is seen fewer times (or give --steps)
+CUDA_BATCH = 32  # sentence windows per micro-batch on a GPU (8 on a CPU: a step stays a second or two)
 
 
 class TrainError(RuntimeError):
@@ -31,8 +45,9 @@ class TrainError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainOptions:
-    steps: int = 400  # optimizer steps
-    batch_size: int = 8  # sentence windows per micro-batch
+    steps: int | None = None  # optimizer steps; None: sized to the archive (step_budget)
+    minutes: float | None = None  # stop within this wall-clock budget (fewer steps if they would not fit)
+    batch_size: int | None = None  # sentence windows per micro-batch; None: 8 on a CPU, CUDA_BATCH on a GPU
     itc_batch_size: int = 32  # sentence windows in the contrastive loss (the batch's and more)
     itc_neighbours: int = 2  # of those, per batch window, its nearest visual neighbours (hard negatives)
     grad_accum: int = 1  # micro-batches per step
@@ -49,18 +64,42 @@ class TrainOptions:
     checkpoint_every: int = 50  # steps
     eval_every: int = 100  # steps
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    workers: int | None = None  # data-loading worker processes (None: 0 on a CPU, up to 4 on a GPU)
+
+
+@dataclass(frozen=True)
+class Budget:
+    steps: int
+    why: str  # one line for the log
+
+
+def step_budget(n_windows: int, windows_per_step: int, passes: int = PASSES) -> Budget:
+    """Steps for `passes` passes over `n_windows` training windows at `windows_per_step`, within
+    MIN_STEPS..MAX_STEPS."""
+    want = math.ceil(passes * n_windows / max(1, windows_per_step))
+    steps = min(MAX_STEPS, max(MIN_STEPS, want))
+    why = f"{passes} passes over {n_windows} windows at {windows_per_step} per step"
+    if steps != want:
+        why += f" would be {want} steps; {'floor' if steps > want else 'ceiling'} {steps}"
+    return Budget(steps, why)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainOptions()
-    parser.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"sentence windows per batch (default {d.batch_size})")
+    parser.add_argument("--steps", type=int, help=f"optimizer steps (default: sized to the archive, {PASSES} passes "
+                        f"over its windows, {MIN_STEPS}-{MAX_STEPS} steps; a resumed run keeps its own)")
+    parser.add_argument("--minutes", type=float, help="wall-clock budget: the first steps are timed and the run "
+                        "shortened to fit (checkpointed as complete)")
+    parser.add_argument("--batch-size", type=int, help=f"sentence windows per micro-batch (default 8 on a CPU, "
+                        f"{CUDA_BATCH} on a GPU)")
     parser.add_argument("--itc-batch-size", type=int, default=d.itc_batch_size,
                         help=f"sentence windows in the contrastive loss, the batch's and more (default {d.itc_batch_size})")
     parser.add_argument("--itc-neighbours", type=int, default=d.itc_neighbours,
                         help="of those, per batch window, the ones sharing the most visual words with it "
                              f"(hard negatives; default {d.itc_neighbours})")
-    parser.add_argument("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per step (default 1)")
+    parser.add_argument("--grad-accum", type=int, default=d.grad_accum,
+                        help="micro-batches per step over all processes (default 1; under torchrun at least one "
+                             "per process)")
     parser.add_argument("--lr", type=float, default=d.lr, help=f"encoder peak learning rate (default {d.lr})")
     parser.add_argument("--head-lr", type=float, default=d.head_lr, help=f"heads' peak learning rate (default {d.head_lr})")
     parser.add_argument("--max-len", type=int, default=d.max_len, help=f"tokens per sequence (default {d.max_len})")
@@ -74,6 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--workers", type=int, help="data-loading worker processes (default 0 on a CPU, 4 on a GPU)")
 
 
 def load_training_tables(catalog: Catalog):
@@ -153,21 +193,27 @@ def fit_lexicon(data, n_visual: int):
 
 
 def train(data_dir: Path, options: TrainOptions, device: str = "cpu", progress: bool = True) -> Path:
-    """Pretrain VideoBERT on the catalog of `data_dir`; returns the model folder."""
+    """Pretrain VideoBERT on the catalog of `data_dir`; returns the model folder. Under torchrun, every
+    process calls this and rank 0 writes."""
     import torch
 
-    from model.checkpoint import has_training_state, read_config
+    from model import distributed
+    from model.checkpoint import read_config, training_progress
     from model.pretrain import LOSSES, Pretrainer, PretrainOptions
     from model.pretrain_data import PretrainData
     from model.tokenization import VideoBertTokenizer
     from model.videobert import from_pretrained_bert
     from search.engine import model_id_of
 
+    process, device = distributed.start(device)
+    main = process.is_main
     if options.threads:
         torch.set_num_threads(options.threads)
     clips, sentences, extractor, groups = load_training_tables(Catalog(data_dir))
     feats = clip_features(clips)
-    vocab = load_or_fit_vocab(data_dir, feats, extractor, groups, options.vocab_mode, refit_mismatched=options.fresh)
+    with distributed.main_first(process):  # rank 0 fits and saves the vocabulary, the others load it
+        vocab = load_or_fit_vocab(data_dir, feats, extractor, groups, options.vocab_mode,
+                                  refit_mismatched=options.fresh and main)
     tokens = vocab.tokenize(feats)
     data = PretrainData(sentence_moments(sentences, clips), clips.select(["video_id", "start", "end"]), tokens)
 
@@ -177,17 +223,37 @@ def train(data_dir: Path, options: TrainOptions, device: str = "cpu", progress: 
                                              max_text_len=min(options.max_text_len, options.max_len // 2))
     model = from_pretrained_bert(options.bert, vocab.n_words, vocab.tokens_per_clip, vocab.word_vectors(),
                                  tok.sep_id, seed=options.seed, layers=options.layers)
-    resume = not options.fresh and has_training_state(out)
-    if resume and read_config(out)["model"] != model.cfg.to_dict():
+    saved = None if options.fresh else training_progress(out)
+    if saved is not None and read_config(out)["model"] != model.cfg.to_dict():
         raise TrainError(f"{out} holds a model of another shape (vocabulary refitted?): use --fresh to start over")
-    popts = PretrainOptions(steps=options.steps, batch_size=options.batch_size,
-                            itc_batch_size=options.itc_batch_size, itc_neighbours=options.itc_neighbours,
-                            grad_accum=options.grad_accum,
+    cuda = device.startswith("cuda")
+    batch = options.batch_size or (CUDA_BATCH if cuda else 8)
+    grad_accum = max(options.grad_accum, process.world_size)
+    if grad_accum != options.grad_accum and main:
+        log.info("%d processes: %d micro-batches per step (one each)", process.world_size, grad_accum)
+    popts = PretrainOptions(batch_size=batch, itc_batch_size=max(options.itc_batch_size, batch),
+                            itc_neighbours=options.itc_neighbours, grad_accum=grad_accum,
                             lr=options.lr, head_lr=options.head_lr, seed=options.seed,
                             checkpoint_every=options.checkpoint_every, eval_every=options.eval_every,
-                            progress=progress)
-    trainer = Pretrainer(model, tok, data, popts, device=device)
-    result = trainer.fit(out, resume=resume)
+                            minutes=options.minutes, progress=progress and main,
+                            workers=options.workers if options.workers is not None
+                            else min(4, (os.cpu_count() or 1) - 1) if cuda else 0)
+    per_step = grad_accum * (batch + int(round(batch * popts.silent_fraction)))
+    if options.steps:
+        budget = Budget(options.steps, "--steps")
+    elif saved is not None:  # a resumed run keeps the schedule it started with
+        budget = Budget(saved[1], f"the run resumed from {out} (--steps N to train further)")
+    else:
+        budget = step_budget(len(data.windows("train")) + len(data.silent_train), per_step)
+    if main:
+        log.info("pretraining budget: %d steps (%s)%s; batch %d x %d on %s%s", budget.steps, budget.why,
+                 f", at most {options.minutes:g} minutes" if options.minutes else "", batch, grad_accum, device,
+                 f" x {process.world_size} processes" if process.distributed else "")
+    trainer = Pretrainer(model, tok, data, replace(popts, steps=budget.steps), device=device, process=process)
+    result = trainer.fit(out, resume=saved is not None)
+    distributed.barrier(process)  # the last checkpoint is written before any process moves on
+    if not main:
+        return out
     lexicon = fit_lexicon(data, vocab.n_words)
     lexicon.save(out, model_id_of(out))
     log.info("narration lexicon: %d terms", len(lexicon.words))
@@ -209,16 +275,21 @@ def run(args: argparse.Namespace, settings) -> int:
     from model.checkpoint import CheckpointError
     from model.pretrain_data import PretrainDataError
 
-    options = TrainOptions(steps=args.steps, batch_size=args.batch_size, itc_batch_size=args.itc_batch_size,
+    options = TrainOptions(steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
+                           itc_batch_size=args.itc_batch_size,
                            itc_neighbours=args.itc_neighbours, grad_accum=args.grad_accum, lr=args.lr,
                            head_lr=args.head_lr, max_len=args.max_len, bert=args.bert, layers=args.layers or None,
                            vocab_mode=args.vocab_mode,
                            fresh=args.fresh, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                           threads=args.threads)
+                           threads=args.threads, workers=args.workers)
     from indexer.catalog import CatalogBusyError, writer_lock
+    from model.distributed import stop, this_process
 
+    process = this_process()
+    # the model and vocabulary are the index's: one writer (under torchrun, rank 0 writes)
+    lock = writer_lock(settings.data_dir) if process.is_main else nullcontext()
     try:
-        with writer_lock(settings.data_dir):  # the model and vocabulary are the index's: one writer
+        with lock:
             out = train(Path(settings.data_dir), options, device=settings.torch_device)
     except CatalogBusyError as exc:
         print(f"vbsearch train: index busy: {exc}", file=sys.stderr)
@@ -226,5 +297,8 @@ def run(args: argparse.Namespace, settings) -> int:
     except (TrainError, PretrainDataError, CheckpointError, ValueError, FileNotFoundError) as exc:
         print(f"vbsearch train: {exc}", file=sys.stderr)
         return 1
-    print(f"model saved to {out}")
+    finally:
+        stop(process)
+    if process.is_main:
+        print(f"model saved to {out}")
     return 0

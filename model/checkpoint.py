@@ -232,6 +232,15 @@ def load_training_state(folder: str | Path, optimizer: torch.optim.Optimizer) ->
     return {k: v for k, v in data.items() if k not in ("param_groups", "sha256")}
 
 
+def training_progress(folder: str | Path) -> tuple[int, int] | None:
+    """(steps done, steps the run is scheduled for) of the training state in `folder`, None without one."""
+    folder = Path(folder)
+    if not has_training_state(folder):
+        return None
+    state = _read_json(folder / TRAINER_STATE_FILE)
+    return int(state.get("step", 0)), int(state.get("schedule", {}).get("total_steps", 0))
+
+
 def has_training_state(folder: str | Path) -> bool:
     folder = Path(folder)
     return (folder / TRAINER_STATE_FILE).is_file() and (folder / CONFIG_FILE).is_file()

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.precision import amp_dtype, autocast
 from model.tokenization import Batch, VideoBertTokenizer
 from model.videobert import VideoBert, word_match
 
@@ -39,6 +40,7 @@ class VideoBertInference:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self._words: torch.Tensor | None = None
+        self._amp = amp_dtype(self.device)
 
     @classmethod
     def load(cls, folder: str | Path, device: str | torch.device = "cpu", batch_size: int = DEFAULT_BATCH
@@ -53,7 +55,7 @@ class VideoBertInference:
         return self.model.cfg.embed_dim
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        return autocast(self.device, self._amp)
 
     def _batches(self, texts: Sequence[str | None], videos: Sequence[np.ndarray | None]):
         for lo in range(0, len(texts), self.batch_size):

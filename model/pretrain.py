@@ -18,13 +18,24 @@ One step (per micro-batch of B sentence windows, and C >= B for the contrastive 
 Every random draw of step s comes from generators seeded by (seed, s, micro-batch), and the
 learning rate is a function of s, so stopping after any checkpoint and resuming replays the
 uninterrupted run exactly (weights and AdamW moments are restored bit for bit).
+
+Data parallel (model/distributed.py, under torchrun): a step's `grad_accum` micro-batches are dealt out
+to the processes (micro-batch m to process m mod world size), DistributedDataParallel averages the
+gradients, and each loss is weighted so that the sum equals one process's: the same global batch gives
+the same step whatever the number of processes, and a run resumes with another number of them.
+Data loading: a step's micro-batches are drawn and their contrastive passes collated by a torch
+DataLoader (worker processes and pinned memory on a GPU). On CUDA the passes run under autocast: bf16
+where the GPU has it, else fp16 with a gradient scaler (model/precision.py).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import time
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +44,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.distributed import Process, all_sum
 from model.masking import IGNORE_INDEX, MaskingOptions, mask_batch
+from model.precision import amp_dtype, autocast
 from model.pretrain_data import PairExample, PretrainData, StepExamples, overlap_matrix
 from model.tokenization import Batch, VideoBertTokenizer
 from model.videobert import VideoBert, word_match
@@ -42,6 +55,7 @@ log = logging.getLogger(__name__)
 
 LOSSES = ("mlm", "mvm", "align", "itc", "itc_words")
 EVAL_SEED_OFFSET = 7_919  # eval draws use (seed + this) so they never coincide with a training step's
+TIMED_STEPS = 3  # steps timed (after the first, which pays for allocation) to fit a --minutes budget
 
 
 @dataclass(frozen=True)
@@ -57,7 +71,7 @@ class PretrainOptions:
     itc_neighbours: int = 2  # of those extra windows, per positive, the ones sharing the most visual words
     # with it: random windows mostly differ in colour already, and the loss then never needs the rest
     # (on a sample archive the top hits' motion direction was right in 35 %, chance 25 %)
-    grad_accum: int = 1  # micro-batches per optimizer step
+    grad_accum: int = 1  # micro-batches per optimizer step, over all processes (at least one each)
     lr: float = 5e-4  # peak learning rate (AdamW); see TrainOptions.lr
     head_lr: float = 5e-4  # peak learning rate of the fresh heads, projection and visual-word rows' head
     weight_decay: float = 0.01  # not applied to biases, LayerNorms, the temperature
@@ -75,7 +89,9 @@ class PretrainOptions:
     checkpoint_every: int = 100  # steps between checkpoints (and always at the end); 0 = only at the end
     eval_every: int = 100  # steps between held-out evaluations (and at the end); 0 = only at the end
     eval_pairs: int = 128  # held-out sentence windows evaluated at most
-    bf16: bool = True  # bf16 autocast when training on CUDA
+    amp: bool = True  # mixed precision on CUDA (bf16, or fp16 with a gradient scaler)
+    workers: int = 0  # data-loading worker processes (0: draw in the training process)
+    minutes: float | None = None  # wall-clock budget: fewer steps if `steps` would not fit (see fit)
     progress: bool = True  # tqdm bar
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,6 +117,59 @@ def _step_seed(seed: int, step: int, micro: int) -> int:
     return int(np.random.SeedSequence([seed, step, micro]).generate_state(1)[0])
 
 
+@dataclass
+class Micro:
+    """One micro-batch: its examples, the contrastive passes' collated batches (built where the data loader
+    runs: a worker process when there are workers) and the seed of its random draws."""
+
+    seed: int
+    examples: StepExamples
+    text_ids: list[list[int]]  # wordpieces of the pairs (positives, then the contrastive ones)
+    text_batch: Batch  # the pairs' text-only pass
+    video_batch: Batch  # the pairs' video-only pass
+
+    def pin_memory(self) -> Micro:  # torch's DataLoader pins what has this method
+        return replace(self, text_batch=self.text_batch.pin_memory(), video_batch=self.video_batch.pin_memory())
+
+
+def prepare(tok: VideoBertTokenizer, ex: StepExamples, seed: int) -> Micro:
+    pairs = ex.positives + ex.contrastive
+    text_ids = tok.text_ids([p.text for p in pairs])
+    return Micro(seed, ex, text_ids, tok.collate([tok.encode_ids(t, None) for t in text_ids]),
+                 tok.collate([tok.encode_ids(None, p.video) for p in pairs]))
+
+
+class StepSource(torch.utils.data.Dataset):
+    """Step s -> this process's micro-batches of step s (`micros`: their indices among all processes').
+    Each one's draws come from (seed, s, micro-batch index), so every split of the work sees the same data."""
+
+    def __init__(self, data: PretrainData, tok: VideoBertTokenizer, opts: PretrainOptions, micros: Sequence[int]):
+        self.data, self.tok, self.opts, self.micros = data, tok, opts, list(micros)
+
+    def __getitem__(self, step: int) -> list[Micro]:
+        o = self.opts
+        n_silent = int(round(o.batch_size * o.silent_fraction))
+        out = []
+        for micro in self.micros:
+            seed = _step_seed(o.seed, step, micro)
+            ex = self.data.sample_step(np.random.default_rng(seed), o.batch_size, n_silent, o.itc_batch_size,
+                                       o.itc_neighbours)
+            out.append(prepare(self.tok, ex, seed))
+        return out
+
+
+class _Losses(torch.nn.Module):
+    """A micro-batch's losses as one module's forward: the form DistributedDataParallel synchronises."""
+
+    def __init__(self, trainer: Pretrainer):
+        super().__init__()
+        self.model = trainer.model
+        self.trainer = trainer
+
+    def forward(self, micro: Micro, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        return self.trainer.losses(micro, gen)
+
+
 def param_groups(model: VideoBert, opts: PretrainOptions) -> list[dict]:
     """Encoder at `lr`, fresh parts (heads, projection, temperature) at `head_lr`; no decay on norms/biases."""
     groups: dict[tuple[bool, bool], list] = {}
@@ -115,7 +184,12 @@ def param_groups(model: VideoBert, opts: PretrainOptions) -> list[dict]:
 
 class Pretrainer:
     def __init__(self, model: VideoBert, tokenizer: VideoBertTokenizer, data: PretrainData,
-                 options: PretrainOptions = PretrainOptions(), device: str | torch.device = "cpu"):
+                 options: PretrainOptions = PretrainOptions(), device: str | torch.device = "cpu",
+                 process: Process | None = None):
+        process = process or Process()
+        if options.grad_accum < process.world_size:
+            raise ValueError(f"{process.world_size} processes need at least as many micro-batches per step "
+                             f"(grad_accum {options.grad_accum})")
         if data.tokens_per_clip != tokenizer.tokens_per_clip:
             raise ValueError(f"data has {data.tokens_per_clip} tokens per clip, tokenizer {tokenizer.tokens_per_clip}")
         if tokenizer.vocab_size != model.cfg.vocab_size:
@@ -127,7 +201,17 @@ class Pretrainer:
         self.device = torch.device(device)
         self.optimizer = torch.optim.AdamW(param_groups(model, options), betas=(0.9, 0.98), eps=1e-6)
         self.random_text_ids = torch.from_numpy(tokenizer.word_candidates())
-        self.autocast = self.device.type == "cuda" and options.bf16
+        self.amp = amp_dtype(self.device) if options.amp else None
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        self.process = process
+        self.source = StepSource(data, tokenizer, options, range(process.rank, options.grad_accum, process.world_size))
+        self.ddp = None
+        if process.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # find_unused_parameters: a micro-batch without masked visual words leaves the MVM head unused
+            self.ddp = DistributedDataParallel(_Losses(self), find_unused_parameters=True, broadcast_buffers=False,
+                                               device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     # -- one micro-batch -----------------------------------------------------------------------------
     def _batch(self, texts: list[list[int] | None], videos: list[np.ndarray | None]) -> Batch:
@@ -178,20 +262,21 @@ class Pretrainer:
             out.append(int(torch.multinomial(row, 1, generator=gen)) if row.sum() > 0 else None)
         return out
 
-    def losses(self, ex: StepExamples, gen: torch.Generator, training: bool = True) -> tuple[torch.Tensor, dict]:
+    def losses(self, micro: Micro, gen: torch.Generator, training: bool = True) -> tuple[torch.Tensor, dict]:
         """Weighted total loss and per-loss / accuracy metrics for one micro-batch."""
         o = self.opts
+        ex = micro.examples
         pos = ex.positives
         b = len(pos)
         pairs = pos + ex.contrastive  # the contrastive loss sees more pairs than the joint pass
-        text_ids = self.tok.text_ids([p.text for p in pairs])
+        text_ids = micro.text_ids
         same = torch.from_numpy(overlap_matrix(pairs)).to(self.device)
         metrics: dict[str, float] = {}
         n_tokens = 0
 
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            tb = self._batch(text_ids, [None] * len(pairs))
-            vb = self._batch([None] * len(pairs), [p.video for p in pairs])
+        with autocast(self.device, self.amp):
+            tb = micro.text_batch.to(self.device, non_blocking=True)
+            vb = micro.video_batch.to(self.device, non_blocking=True)
             if training:
                 vb = self._drop_groups(vb, gen)
             n_tokens += tb.n_tokens + vb.n_tokens
@@ -266,30 +351,40 @@ class Pretrainer:
             g["lr"] = g["base_lr"] * f
         return f
 
-    def train_step(self, step: int) -> dict[str, float]:
+    def train_step(self, step: int, micros: list[Micro] | None = None) -> dict[str, float]:
+        """One optimizer step over this process's micro-batches of `step` (drawn here unless given)."""
         o = self.opts
         self.model.train()
         f = self._set_lr(step)
+        micros = self.source[step] if micros is None else micros
+        # DDP averages over processes; this weight makes the sum over all micro-batches one process's mean
+        weight = self.process.world_size / o.grad_accum
         seen: dict[str, list[float]] = {}
-        for micro in range(o.grad_accum):
-            seed = _step_seed(o.seed, step, micro)
-            torch.manual_seed(seed)  # dropout
-            rng = np.random.default_rng(seed)
-            gen = torch.Generator().manual_seed(seed)
-            n_silent = int(round(o.batch_size * o.silent_fraction))
-            ex = self.data.sample_step(rng, o.batch_size, n_silent, o.itc_batch_size, o.itc_neighbours)
-            total, metrics = self.losses(ex, gen)
-            (total / o.grad_accum).backward()
-            for k, v in metrics.items():
-                seen.setdefault(k, []).append(v)
+        for k, micro in enumerate(micros):
+            torch.manual_seed(micro.seed)  # dropout
+            gen = torch.Generator().manual_seed(micro.seed)
+            last = k == len(micros) - 1
+            with self.ddp.no_sync() if self.ddp is not None and not last else nullcontext():
+                total, metrics = self.ddp(micro, gen) if self.ddp is not None else self.losses(micro, gen)
+                self.scaler.scale(total * weight).backward()
+            for name, v in metrics.items():
+                seen.setdefault(name, []).append(v)
+        self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), o.max_grad_norm)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        # tokens add up; the rest average over the micro-batches that had any (an accuracy with no masked
-        # word in a micro-batch is nan, and nan would also make two identical runs compare unequal)
-        metrics = {k: float(sum(v)) if k == "tokens" else float(np.nanmean(v)) if not np.isnan(v).all() else 0.0
-                   for k, v in seen.items()}
-        return {"step": step + 1, "lr_factor": f, "grad_norm": float(grad_norm), **metrics}
+        return {"step": step + 1, "lr_factor": f, "grad_norm": float(grad_norm), **self._mean_metrics(seen)}
+
+    def _mean_metrics(self, seen: dict[str, list[float]]) -> dict[str, float]:
+        """Tokens add up; the rest average over the micro-batches, of all processes, that had any (an accuracy
+        with no masked word in a micro-batch is nan, and nan would also make two identical runs compare unequal)."""
+        names = sorted(seen)
+        sums = [float(np.nansum(seen[k])) for k in names]
+        counts = [float(np.sum(~np.isnan(seen[k]))) for k in names]
+        totals = all_sum(sums + counts, self.process)
+        sums, counts = totals[:len(names)], totals[len(names):]
+        return {k: s if k == "tokens" else (s / c if c else 0.0) for k, s, c in zip(names, sums, counts, strict=True)}
 
     @torch.no_grad()
     def evaluate(self, split: str = "held_out", max_pairs: int | None = None) -> dict[str, float]:
@@ -313,7 +408,7 @@ class Pretrainer:
             chunk = positives[lo: lo + self.opts.batch_size]
             ex = StepExamples(chunk, [v for v, _ in negs[lo: lo + len(chunk)]],
                               [s for _, s in negs[lo: lo + len(chunk)]], [])
-            _, metrics = self.losses(ex, gen, training=False)
+            _, metrics = self.losses(prepare(self.tok, ex, seed), gen, training=False)
             for k, v in metrics.items():
                 if k != "tokens" and not math.isnan(v):
                     totals[k] = totals.get(k, 0.0) + v * len(chunk)
@@ -323,39 +418,92 @@ class Pretrainer:
 
     def fit(self, out_dir: str | Path | None = None, resume: bool = True, stop_at: int | None = None) -> PretrainResult:
         """Train to `opts.steps` (or stop after `stop_at`, as an interruption would), checkpointing
-        into `out_dir`; with `resume`, continue from the training state found there."""
+        into `out_dir`; with `resume`, continue from the training state found there.
+
+        With `opts.minutes`, the first steps are timed and the run is shortened to what fits (the learning
+        rate then decays to 0 at the new end); should it still run past the budget, it stops there. Either
+        way the checkpoint records the shortened run as complete."""
         from tqdm.auto import tqdm
 
         from model.checkpoint import has_training_state, load_state_into, load_training_state
 
-        o = self.opts
+        main = self.process.is_main
         start, history, evals = 0, [], []
         if out_dir is not None and resume and has_training_state(out_dir):
             load_state_into(self.model, out_dir)
             state = load_training_state(out_dir, self.optimizer)
             start, history, evals = state["step"], state["history"], state["evals"]
-            log.info("resuming pretraining at step %d from %s", start, out_dir)
-        end = o.steps if stop_at is None else min(stop_at, o.steps)
+            if self.scaler.is_enabled() and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            if main:
+                log.info("resuming pretraining at step %d from %s", start, out_dir)
         t0 = time.perf_counter()
+        deadline = t0 + 60 * self.opts.minutes if self.opts.minutes else None
+        end = self.opts.steps if stop_at is None else min(stop_at, self.opts.steps)
         tokens = 0
-        bar = tqdm(range(start, end), desc="pretrain", unit="step", disable=not o.progress,
-                   initial=start, total=o.steps)
-        for step in bar:
-            rec = self.train_step(step)
+        bar = tqdm(total=self.opts.steps, initial=start, desc="pretrain", unit="step",
+                   disable=not (self.opts.progress and main))
+        t_timed = None
+        for step, micros in zip(range(start, end), self._loader(start, end), strict=False):
+            rec = self.train_step(step, micros)
             tokens += int(rec.pop("tokens"))
             history.append(rec)
+            bar.update(1)
             bar.set_postfix({k: f"{rec[k]:.3f}" for k in ("loss", *LOSSES, "align_acc")})
             done = step + 1
+            if done == start + 1:
+                t_timed = time.perf_counter()
+            elif done == start + 1 + TIMED_STEPS:
+                end = self._fit_budget(done, end, (time.perf_counter() - t_timed) / TIMED_STEPS, deadline, bar)
+            if deadline is not None and done < end and self._past(deadline):
+                if main:
+                    log.info("pretraining stopped at step %d: the %g-minute budget is spent", done, self.opts.minutes)
+                self.opts = replace(self.opts, steps=done)
+                end = done
             last = done == end
-            if (o.eval_every and done % o.eval_every == 0) or (last and done == o.steps):
+            o = self.opts
+            if main and ((o.eval_every and done % o.eval_every == 0) or (last and done == o.steps)):
                 ev = self.evaluate()
                 if ev:
                     evals.append({"step": done, **ev})
                     log.info("held-out @%d: %s", done, " ".join(f"{k}={v:.3f}" for k, v in ev.items()))
-            if out_dir is not None and ((o.checkpoint_every and done % o.checkpoint_every == 0) or last):
+            if main and out_dir is not None and ((o.checkpoint_every and done % o.checkpoint_every == 0) or last):
                 self.save(out_dir, done, history, evals)
+            if last:
+                break
         bar.close()
         return PretrainResult(history, evals, time.perf_counter() - t0, tokens)
+
+    def _fit_budget(self, done: int, end: int, per_step: float, deadline: float | None, bar) -> int:
+        """After the timed steps: log the time to go and, under a wall-clock budget, shorten the run to fit."""
+        left = deadline - time.perf_counter() if deadline is not None else 0.0
+        per_step, left = (v / self.process.world_size for v in all_sum([per_step, left], self.process))  # one
+        # decision for all processes
+        if deadline is not None:
+            fits = done + int(max(0.0, left) / per_step)
+            if fits < self.opts.steps:
+                if self.process.is_main:
+                    log.info("pretraining: %.2f s per step, so %d of %d steps fit in %g minutes", per_step,
+                             max(fits, done), self.opts.steps, self.opts.minutes)
+                self.opts = replace(self.opts, steps=max(fits, done))
+                bar.total = self.opts.steps
+                end = min(end, self.opts.steps)
+        if self.process.is_main:
+            log.info("pretraining: %.2f s per step, about %.0f s to go", per_step, per_step * (end - done))
+        return end
+
+    def _past(self, deadline: float) -> bool:
+        """Whether the wall-clock budget is spent (on any process: they all stop at the same step)."""
+        return all_sum([float(time.perf_counter() > deadline)], self.process)[0] > 0
+
+    def _loader(self, start: int, end: int):
+        """This process's micro-batches of steps start..end-1, drawn by a DataLoader (workers when asked)."""
+        from torch.utils.data import DataLoader
+
+        if self.opts.workers:
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the workers are forked processes
+        return DataLoader(self.source, batch_size=None, sampler=range(start, end), num_workers=self.opts.workers,
+                          pin_memory=self.device.type == "cuda")
 
     def save(self, out_dir: str | Path, step: int, history: list, evals: list) -> None:
         from model.checkpoint import save_model, save_training_state
@@ -363,6 +511,8 @@ class Pretrainer:
         schedule = {"warmup_steps": self.opts.warmup_steps, "total_steps": self.opts.steps,
                     "lr_factor_next": lr_factor(step, self.opts.warmup_steps, self.opts.steps)}
         save_model(out_dir, self.model, self.tok, meta={"step": step, "steps": self.opts.steps})
-        opts = self.opts.to_dict()
-        save_training_state(out_dir, self.optimizer, {"step": step, "schedule": schedule, "options": opts,
-                                                      "history": history, "evals": evals})
+        state = {"step": step, "schedule": schedule, "options": self.opts.to_dict(), "history": history,
+                 "evals": evals}
+        if self.scaler.is_enabled():
+            state["scaler"] = self.scaler.state_dict()
+        save_training_state(out_dir, self.optimizer, state)

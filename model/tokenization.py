@@ -70,8 +70,12 @@ class Batch:
     visual_mask: torch.Tensor  # (B, T) bool
     group_ids: torch.Tensor  # (B, T) long, 1 + slot within the clip for visual words, 0 elsewhere
 
-    def to(self, device: str | torch.device) -> Batch:
-        return Batch(**{k: v.to(device) for k, v in self.__dict__.items()})
+    def to(self, device: str | torch.device, non_blocking: bool = False) -> Batch:
+        return Batch(**{k: v.to(device, non_blocking=non_blocking) for k, v in self.__dict__.items()})
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copies, so the copy to a GPU can overlap compute (torch's DataLoader calls this)."""
+        return Batch(**{k: v.pin_memory() for k, v in self.__dict__.items()})
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         return {

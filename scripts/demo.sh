@@ -11,11 +11,11 @@ if [ ! -f "$ARCHIVE/truth.json" ]; then
 fi
 echo "==> ingesting $ARCHIVE/videos (objectflow features, offline faster-whisper tiny.en)"
 "$VB" index "$ARCHIVE/videos" --data-dir "$DATA" --catalog-only
-# The default 2-layer model cut from the offline MiniLM; 200 steps keep the demo to a few minutes on a laptop
-# CPU. On a data dir trained before, this only refits the narration lexicon (a few seconds); on one a former
+# The default 2-layer model cut from the offline MiniLM, trained for a budget sized to the archive (about a
+# minute for these 3 minutes on a laptop CPU; `vbsearch train --help`). On a data dir trained before, this only refits the narration lexicon (a few seconds); on one a former
 # version built with other features (its vocabulary no longer fits them), it starts the model over.
 echo "==> pretraining VideoBERT on the archive"
-"$VB" train --data-dir "$DATA" --steps 200 || "$VB" train --data-dir "$DATA" --steps 200 --fresh
+"$VB" train --data-dir "$DATA" || "$VB" train --data-dir "$DATA" --fresh
 echo "==> building the search index"
 "$VB" index "$ARCHIVE/videos" --data-dir "$DATA"
 "$VB" status --data-dir "$DATA"

@@ -179,3 +179,20 @@ def test_contrastive_videos_hide_whole_feature_groups_never_all(tok, tables):
     assert 0.3 < 1 - per_group.float().mean() < 0.6  # about half the groups hidden
     off = _trainer(tok, tables, 1, itc_group_dropout=0.0)._drop_groups(batch, torch.Generator())
     assert torch.equal(off.attention_mask, batch.attention_mask)
+
+
+def test_a_wall_clock_budget_shortens_the_run_and_records_it_complete(tok, tables, tmp_path):
+    from model.checkpoint import training_progress
+
+    result = _trainer(tok, tables, 100_000, minutes=0.05).fit(tmp_path)  # 3 s for 100k steps
+    done, total = training_progress(tmp_path)
+    assert done == total == len(result.history) < 100_000  # shortened, and complete: an index run won't resume it
+    assert result.seconds < 3 + 10  # stopped near the budget (slack: one step, the last eval and checkpoint)
+    assert result.history[-1]["lr_factor"] < 0.5  # the schedule decayed towards the new end, not cut at peak
+
+
+def test_workers_draw_the_same_steps_as_the_training_process(tok, tables):
+    # a DataLoader worker draws a step's micro-batches from the same seeds: same losses, same weights
+    one = _trainer(tok, tables, 3).fit()
+    two = _trainer(tok, tables, 3, workers=2).fit()
+    assert one.history == two.history
