@@ -139,7 +139,7 @@ def shape_mismatch(expected: dict[str, tuple], found: dict[str, tuple]) -> str |
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[VideoBert, VideoBertTokenizer]:
     """A checkpoint's model (eval mode, on `device`) and its tokenizer."""
-    from transformers import BertTokenizerFast
+    from model.tokenization import WordPieces
 
     folder = Path(folder)
     data = read_config(folder)
@@ -152,21 +152,34 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
     if not tok_dir.is_dir():
         raise CheckpointError(f"{folder}: tokenizer folder missing")
     try:
-        text = BertTokenizerFast.from_pretrained(str(tok_dir), local_files_only=True)
-        tokenizer = VideoBertTokenizer(text, **tok_settings)
-    except Exception as exc:  # transformers raises OSError, ValueError and its own types for a bad folder
+        tokenizer = VideoBertTokenizer(WordPieces(tok_dir), **tok_settings)
+    except Exception as exc:  # tokenizers raises its own Exception for a bad tokenizer.json, OSError if it is gone
         raise CheckpointError(f"{folder}: tokenizer unreadable ({' '.join(str(exc).split())[:300]})") from exc
     if tokenizer.text_vocab_size != cfg.text_vocab_size or tokenizer.n_visual_words != cfg.n_visual_words:
         raise CheckpointError(f"{folder}: tokenizer ({tokenizer.text_vocab_size} words) does not match "
                               f"the model ({cfg.text_vocab_size})")
     state = _load_tensors(folder / MODEL_FILE, data.get("sha256", {}).get(MODEL_FILE))
-    # Check the shapes on a model without storage first: a config.json edited to absurd sizes must
-    # fail here, not allocate them.
-    with torch.device("meta"):
-        _check_fits(VideoBert(cfg), state, folder)
+    # A config.json edited to absurd sizes must fail here, not allocate them: the sizes that set the
+    # model's size must be the weights' own (already in memory), then every tensor is checked.
+    problem = shape_mismatch(_main_shapes(cfg), {k: tuple(v.shape) for k, v in state.items() if k in _main_shapes(cfg)})
+    if problem:
+        raise CheckpointError(f"{folder}: weights do not fit the config: {problem}")
     model = VideoBert(cfg)
+    _check_fits(model, state, folder)
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), tokenizer
+
+
+def _main_shapes(cfg: VideoBertConfig) -> dict[str, tuple]:
+    """The shapes of the tensors that bound a model's size: its tables, its widths and its last layer."""
+    last = f"bert.encoder.layer.{cfg.num_hidden_layers - 1}"
+    return {"bert.embeddings.word_embeddings.weight": (cfg.visual_offset, cfg.hidden_size),
+            "bert.embeddings.position_embeddings.weight": (cfg.max_position_embeddings, cfg.hidden_size),
+            "bert.embeddings.token_type_embeddings.weight": (cfg.type_vocab_size, cfg.hidden_size),
+            "visual_embeddings.weight": (cfg.n_visual_words, cfg.hidden_size),
+            "group_embeddings.weight": (cfg.tokens_per_clip + 1, cfg.hidden_size),
+            f"{last}.intermediate.dense.weight": (cfg.intermediate_size, cfg.hidden_size),
+            "proj.weight": (cfg.embed_dim, cfg.hidden_size)}
 
 
 # -- fine-tuned add-ons (classifier, captioner): weights + a JSON naming their format and base model ---

@@ -91,6 +91,66 @@ class Batch:
         return int(self.attention_mask.sum())
 
 
+class WordPieces:
+    """A saved BERT WordPiece tokenizer read straight from its tokenizer.json with the `tokenizers` library:
+    what a checkpoint needs at search time, without importing transformers (1.8 s of a cold CLI search on 2
+    cores). It answers the part of transformers' BertTokenizerFast API that this package uses, with the same
+    ids and text (tests/test_tokenization.py compares them); training, which may start from a hub name,
+    still gets BertTokenizerFast (VideoBertTokenizer.from_pretrained)."""
+
+    SPECIALS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                "mask_token": "[MASK]"}
+
+    def __init__(self, folder: str | Path):
+        import json
+
+        from tokenizers import Tokenizer
+
+        folder = Path(folder)
+        self.backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.backend.no_truncation()  # as BertTokenizerFast called without truncation: VideoBERT cuts itself
+        self.backend.no_padding()
+        config_file = folder / "tokenizer_config.json"
+        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        ids = []
+        for attr, default in self.SPECIALS.items():
+            token = config.get(attr) if isinstance(config.get(attr), str) else default
+            token_id = self.backend.token_to_id(token)
+            if token_id is None:
+                raise TokenizationError(f"{folder}: the tokenizer has no {token} token")
+            setattr(self, attr, token)
+            setattr(self, f"{attr}_id", token_id)
+            ids.append(token_id)
+        self.all_special_ids = ids
+
+    def __len__(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def __call__(self, texts: list[str], add_special_tokens: bool = True) -> dict[str, list[list[int]]]:
+        return {"input_ids": [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=add_special_tokens)]}
+
+    def convert_ids_to_tokens(self, ids: int | list[int]):
+        return self.backend.id_to_token(ids) if isinstance(ids, int) else [self.backend.id_to_token(i) for i in ids]
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False,
+               clean_up_tokenization_spaces: bool = True) -> str:
+        text = self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
+        if clean_up_tokenization_spaces:  # transformers' clean_up_tokenization, applied after the decoder's
+            for spaced, joined in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                                   (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+                text = text.replace(spaced, joined)
+        return text
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        import json
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.backend.save(str(folder / "tokenizer.json"))
+        config = {attr: getattr(self, attr) for attr in self.SPECIALS} | {"tokenizer_class": "BertTokenizer"}
+        (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+
+
 class VideoBertTokenizer:
     """Builds VideoBERT sequences from text and visual-token arrays of shape (n_clips, tokens_per_clip)."""
 
@@ -106,7 +166,7 @@ class VideoBertTokenizer:
             raise TokenizationError("n_visual_words and tokens_per_clip must be >= 1")
         if max_len < 3 + tokens_per_clip or not 0 <= max_text_len <= max_len - 3:
             raise TokenizationError(f"max_len {max_len} / max_text_len {max_text_len} leave no room")
-        self.text = text_tokenizer  # a transformers BERT tokenizer (WordPiece)
+        self.text = text_tokenizer  # WordPieces, or transformers' BertTokenizerFast (training)
         self.n_visual_words = n_visual_words
         self.tokens_per_clip = tokens_per_clip
         self.max_len = max_len

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.bert import Bert
+
 ALIGN_SCALE_INIT = 10.0  # alignment logit per unit of cosine at initialisation
 ALIGN_COSINE_THRESHOLD_INIT = 0.5  # cosine at which the initial alignment probability is 1/2
 
@@ -70,15 +72,6 @@ class VideoBertConfig:
     @property
     def visual_offset(self) -> int:
         return self.text_vocab_size + 1
-
-    def bert_config(self):
-        from transformers import BertConfig
-
-        keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                "max_position_embeddings", "type_vocab_size", "hidden_act", "hidden_dropout_prob",
-                "attention_probs_dropout_prob", "layer_norm_eps", "initializer_range", "pad_token_id")
-        # BERT's own table holds the text side (WordPieces + [>]); visual words live in VideoBert.visual_embeddings
-        return BertConfig(vocab_size=self.visual_offset, **{k: getattr(self, k) for k in keys})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,10 +109,9 @@ class TiedLMHead(nn.Module):
 class VideoBert(nn.Module):
     def __init__(self, cfg: VideoBertConfig):
         super().__init__()
-        from transformers import BertModel
-
         self.cfg = cfg
-        self.bert = BertModel(cfg.bert_config(), add_pooling_layer=True)
+        # BERT's own table holds the text side (WordPieces + [>]); visual words live in visual_embeddings
+        self.bert = Bert(cfg)
         # Visual words are a table of their own, outside `bert.`, so they train at the fresh parts'
         # learning rate: at the encoder's (tuned for pretrained rows) they barely leave their init.
         self.visual_embeddings = nn.Embedding(cfg.n_visual_words, cfg.hidden_size)
@@ -164,9 +156,8 @@ class VideoBert(nn.Module):
                             self.bert.embeddings.word_embeddings(input_ids.clamp(max=off - 1)))
         # the slot's row also marks a masked visual position ([MASK] is a text id)
         embeds = words + self.group_embeddings(group_ids)  # (B, T, H)
-        out = self.bert(inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                        position_ids=position_ids)
-        return VideoBertOutput(hidden=out.last_hidden_state, pooled=out.pooler_output)
+        hidden, pooled = self.bert(embeds, attention_mask, token_type_ids, position_ids)
+        return VideoBertOutput(hidden=hidden, pooled=pooled)
 
     @property
     def text_embeddings(self) -> torch.Tensor:

@@ -124,3 +124,34 @@ def test_offline_minilm_tokenizer_adds_visual_words():
     assert tok.text_vocab_size == 30522 and tok.visual_sep_id == 30522 and tok.vocab_size == 30522 + 1 + 100
     e = tok.encode("now let me show you how to [MASK] the [MASK]", np.zeros((2, 4), np.int64))
     assert e.input_ids.count(tok.mask_id) == 2
+
+
+@pytest.mark.parametrize("source", ["offline", "tiny"])
+def test_a_saved_tokenizer_reads_back_without_transformers_with_the_same_ids(source, tmp_path):
+    # checkpoints load their tokenizer with `tokenizers` alone (model.tokenization.WordPieces): the ids,
+    # specials, pieces and decoded text must be transformers' own
+    from transformers import BertTokenizerFast
+
+    from model.textmodels import offline_bert_dir
+    from model.tokenization import WordPieces
+
+    if source == "offline":
+        ref = BertTokenizerFast.from_pretrained(str(offline_bert_dir()), local_files_only=True)
+    else:
+        ref = tiny_tokenizer(tmp_path / "vocab").text
+    ref.save_pretrained(str(tmp_path / "saved"))
+    ours = WordPieces(tmp_path / "saved")
+    texts = ["A hand pouring liquid into a glass.", "now let me show you how to [MASK] the [MASK]",
+             "Don't  stop—it's the café's 3rd run!", "", "red " * 300]
+    assert ours(texts, add_special_tokens=False)["input_ids"] == ref(texts, add_special_tokens=False)["input_ids"]
+    assert len(ours) == len(ref) and ours.all_special_ids == [ref.unk_token_id, ref.sep_token_id, ref.pad_token_id,
+                                                              ref.cls_token_id, ref.mask_token_id]
+    assert (ours.mask_token, ours.mask_token_id, ours.cls_token_id) == (ref.mask_token, ref.mask_token_id,
+                                                                        ref.cls_token_id)
+    ids = ref(texts[:3], add_special_tokens=True)["input_ids"]
+    assert ours.convert_ids_to_tokens(ids[0]) == ref.convert_ids_to_tokens(ids[0])
+    for row in ids:
+        assert ours.decode(row, skip_special_tokens=True) == ref.decode(row, skip_special_tokens=True,
+                                                                        clean_up_tokenization_spaces=True)
+    ours.save_pretrained(tmp_path / "again")  # a checkpoint saved from a loaded one reads back the same
+    assert WordPieces(tmp_path / "again")(texts, add_special_tokens=False) == ours(texts, add_special_tokens=False)

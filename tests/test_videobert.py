@@ -144,3 +144,32 @@ def test_late_interaction_matches_every_text_token_on_its_own():
     video_mask = torch.tensor([[True, True, True], [True, True, True], [True, True, False]])
     s = late_interaction(text, text_mask, video, video_mask)[0][0]  # text -> video, the one text
     assert torch.allclose(s, torch.tensor([1.0, 0.5, 0.5]))
+
+
+def test_the_encoder_equals_transformers_bert_on_the_same_weights():
+    # model/bert.py replaces transformers' BertModel (whose import cost a cold CLI search 4.5 s): the same
+    # state dict must load and give the same hidden states and pooled [CLS], padding included
+    from transformers import BertConfig, BertModel
+
+    from model.bert import Bert
+    from model.videobert import VideoBertConfig
+
+    cfg = VideoBertConfig(text_vocab_size=40, n_visual_words=8, hidden_size=32, num_hidden_layers=2,
+                          num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    ref = BertModel(BertConfig(vocab_size=cfg.visual_offset, hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+                               type_vocab_size=2), add_pooling_layer=True).eval()
+    ours = Bert(cfg).eval()
+    missing, unexpected = ours.load_state_dict(ref.state_dict(), strict=True)
+    assert not missing and not unexpected
+    embeds = torch.randn(3, 10, 32)
+    mask = torch.ones(3, 10, dtype=torch.long)
+    mask[1, 6:] = 0  # padding
+    types = (torch.arange(10) >= 5).long().expand(3, 10)
+    positions = torch.arange(10).expand(3, 10)
+    with torch.no_grad():
+        want = ref(inputs_embeds=embeds, attention_mask=mask, token_type_ids=types, position_ids=positions)
+        hidden, pooled = ours(embeds, mask, types, positions)
+    assert torch.allclose(hidden[mask.bool()], want.last_hidden_state[mask.bool()], atol=1e-5)
+    assert torch.allclose(pooled, want.pooler_output, atol=1e-5)
