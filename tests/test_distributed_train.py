@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from test_train_command import _write_catalog
 
 from indexer.train import MAX_STEPS, MIN_STEPS, PASSES, step_budget
-from test_train_command import _write_catalog
 from vbsearch.cli import main
 
 
