@@ -238,7 +238,7 @@ def train(data_dir: Path, options: TrainOptions, device: str = "cpu", progress: 
                             minutes=options.minutes, progress=progress and main,
                             workers=options.workers if options.workers is not None
                             else min(4, (os.cpu_count() or 1) - 1) if cuda else 0)
-    per_step = grad_accum * (batch + int(round(batch * popts.silent_fraction)))
+    per_step = grad_accum * (batch + popts.n_silent)
     if options.steps:
         budget = Budget(options.steps, "--steps")
     elif saved is not None:  # a resumed run keeps the schedule it started with

@@ -97,6 +97,11 @@ class PretrainOptions:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def n_silent(self) -> int:
+        """Video-only windows per micro-batch."""
+        return int(round(self.batch_size * self.silent_fraction))
+
 
 @dataclass(frozen=True)
 class PretrainResult:
@@ -135,8 +140,13 @@ class Micro:
 def prepare(tok: VideoBertTokenizer, ex: StepExamples, seed: int) -> Micro:
     pairs = ex.positives + ex.contrastive
     text_ids = tok.text_ids([p.text for p in pairs])
-    return Micro(seed, ex, text_ids, tok.collate([tok.encode_ids(t, None) for t in text_ids]),
-                 tok.collate([tok.encode_ids(None, p.video) for p in pairs]))
+    return Micro(seed, ex, text_ids, collate(tok, text_ids, [None] * len(pairs)),
+                 collate(tok, [None] * len(pairs), [p.video for p in pairs]))
+
+
+def collate(tok: VideoBertTokenizer, texts: list[list[int] | None], videos: list[np.ndarray | None]) -> Batch:
+    """One padded batch of (wordpiece ids, visual tokens) pairs, either side None."""
+    return tok.collate([tok.encode_ids(t, v) for t, v in zip(texts, videos, strict=True)])
 
 
 class StepSource(torch.utils.data.Dataset):
@@ -148,11 +158,10 @@ class StepSource(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> list[Micro]:
         o = self.opts
-        n_silent = int(round(o.batch_size * o.silent_fraction))
         out = []
         for micro in self.micros:
             seed = _step_seed(o.seed, step, micro)
-            ex = self.data.sample_step(np.random.default_rng(seed), o.batch_size, n_silent, o.itc_batch_size,
+            ex = self.data.sample_step(np.random.default_rng(seed), o.batch_size, o.n_silent, o.itc_batch_size,
                                        o.itc_neighbours)
             out.append(prepare(self.tok, ex, seed))
         return out
@@ -215,7 +224,7 @@ class Pretrainer:
 
     # -- one micro-batch -----------------------------------------------------------------------------
     def _batch(self, texts: list[list[int] | None], videos: list[np.ndarray | None]) -> Batch:
-        return self.tok.collate([self.tok.encode_ids(t, v) for t, v in zip(texts, videos, strict=True)]).to(self.device)
+        return collate(self.tok, texts, videos).to(self.device)
 
     def _encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         # -> (B, E) pooled unit vectors and the (B, T, H) hidden states they came from
