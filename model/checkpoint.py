@@ -161,7 +161,8 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
     state = _load_tensors(folder / MODEL_FILE, data.get("sha256", {}).get(MODEL_FILE))
     # A config.json edited to absurd sizes must fail here, not allocate them: the sizes that set the
     # model's size must be the weights' own (already in memory), then every tensor is checked.
-    problem = shape_mismatch(_main_shapes(cfg), {k: tuple(v.shape) for k, v in state.items() if k in _main_shapes(cfg)})
+    main = _main_shapes(cfg)
+    problem = shape_mismatch(main, {k: tuple(v.shape) for k, v in state.items() if k in main})
     if problem:
         raise CheckpointError(f"{folder}: weights do not fit the config: {problem}")
     model = VideoBert(cfg)

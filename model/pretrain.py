@@ -467,8 +467,7 @@ class Pretrainer:
             if deadline is not None and done < end and self._past(deadline):
                 if main:
                     log.info("pretraining stopped at step %d: the %g-minute budget is spent", done, self.opts.minutes)
-                self.opts = replace(self.opts, steps=done)
-                end = done
+                end = self._shorten(done, end, bar)
             last = done == end
             o = self.opts
             if main and ((o.eval_every and done % o.eval_every == 0) or (last and done == o.steps)):
@@ -494,12 +493,17 @@ class Pretrainer:
                 if self.process.is_main:
                     log.info("pretraining: %.2f s per step, so %d of %d steps fit in %g minutes", per_step,
                              max(fits, done), self.opts.steps, self.opts.minutes)
-                self.opts = replace(self.opts, steps=max(fits, done))
-                bar.total = self.opts.steps
-                end = min(end, self.opts.steps)
+                end = self._shorten(max(fits, done), end, bar)
         if self.process.is_main:
             log.info("pretraining: %.2f s per step, about %.0f s to go", per_step, per_step * (end - done))
         return end
+
+    def _shorten(self, steps: int, end: int, bar) -> int:
+        """Make this a run of `steps` steps (the schedule decays to 0 there, the checkpoint calls it complete);
+        returns the new end of this call."""
+        self.opts = replace(self.opts, steps=steps)
+        bar.total = steps
+        return min(end, steps)
 
     def _past(self, deadline: float) -> bool:
         """Whether the wall-clock budget is spent (on any process: they all stop at the same step)."""
