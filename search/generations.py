@@ -6,6 +6,7 @@
                          so any number of processes open it at once (a shard with a WAL locks it)
         g000006/         the one before, kept while a reader may still hold it; removed by the next run
         g000008.build/   the next, while a writer builds it: a copy of the published one plus its changes
+        gNNNNNN/.files.lock   taken shared while a process loads or closes the shard, alone while it is copied
 
 Publishing is one rename of the build folder and one atomic replace of CURRENT. A writer killed
 anywhere leaves CURRENT naming a whole, unchanged generation; the next writer removes what the dead
@@ -24,6 +25,8 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +71,28 @@ def _numbers(folder: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _NAME.match(p.name.removesuffix(BUILD_SUFFIX))))
 
 
+FILES_LOCK = ".files.lock"
+
+
+@contextmanager
+def shard_files(folder: Path, exclusive: bool = False) -> Iterator[None]:
+    """Hold a generation's files still. Qdrant Edge rewrites a shard's memory-mapped flags and trackers and its
+    JSON state, with the same content, when a process loads or closes it: harmless to other processes doing the
+    same (they share this lock), but a copy taken meanwhile read files mid-rewrite (a vanished temp file failed
+    the copy; lost points are the suspected cause of the index run in tests/test_concurrency.py re-embedding old
+    videos). So `begin` copies holding it alone."""
+    try:
+        fd = os.open(Path(folder) / FILES_LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError:  # a folder that is gone (the shard's load then says so) or that we may not write
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
+
+
 def begin(data_dir: Path) -> Path:
     """A new build folder: a copy of the published generation, or no folder yet (the first build creates it)."""
     folder = root(data_dir)
@@ -76,7 +101,8 @@ def begin(data_dir: Path) -> Path:
     build = folder / f"g{max(_numbers(folder), default=0) + 1:06d}{BUILD_SUFFIX}"
     current = published(data_dir)
     if current is not None:
-        shutil.copytree(current, build)
+        with shard_files(current, exclusive=True):
+            shutil.copytree(current, build, ignore=shutil.ignore_patterns(FILES_LOCK))
     return build
 
 

@@ -81,7 +81,8 @@ class EdgeBackend:
     def _load(self) -> None:
         try:
             config = json.loads((self.path / CONFIG_FILE).read_text())
-            self.shard = _edge().EdgeShard.load(str(self.path))
+            with generations.shard_files(self.path):
+                self.shard = _edge().EdgeShard.load(str(self.path))
         except Exception as exc:  # qdrant-edge raises plain Exception
             if "WouldBlock" in str(exc):
                 raise StoreBusyError(f"the index in {self.path} is open for writing in another process") from exc
@@ -91,7 +92,8 @@ class EdgeBackend:
 
     def close(self) -> None:
         if self.shard is not None:
-            self.shard.close()
+            with generations.shard_files(self.path):
+                self.shard.close()
             self.shard = None
 
     def finish(self) -> None:

@@ -108,3 +108,35 @@ def test_a_legacy_local_mode_store_is_removed_once_its_replacement_is_published(
         _publish(tmp_path, ("a", 2))
     assert [r for r in caplog.records if "rebuilding the search index from the catalog" in r.message]
     assert not legacy.exists() and SegmentStore.open(tmp_path).count() == 2
+
+
+def test_a_copy_waits_for_a_load_and_a_load_for_a_copy(tmp_path):
+    # Qdrant Edge rewrites a shard's files as a process loads or closes it: copying meanwhile once failed
+    # (a temp file vanished mid-copy), so the copy that starts a build holds the generation's files alone
+    import threading
+
+    _publish(tmp_path, ("a", 3))
+    current = generations.published(tmp_path)
+    copied = threading.Event()
+    with generations.shard_files(current):  # a process loading (or closing) the published shard
+        worker = threading.Thread(target=lambda: (generations.begin(tmp_path), copied.set()))
+        worker.start()
+        assert not copied.wait(1.0)  # the copy waits for the load
+    assert copied.wait(30)
+    worker.join()
+    build = next(p for p in generations.root(tmp_path).iterdir() if p.name.endswith(generations.BUILD_SUFFIX))
+    assert not (build / generations.FILES_LOCK).exists()  # the lock file is not part of the shard
+    assert _digest(build) == {k: v for k, v in _digest(current).items() if k != generations.FILES_LOCK}
+
+    loaded = threading.Event()
+
+    def load() -> None:
+        with generations.shard_files(current):
+            loaded.set()
+
+    with generations.shard_files(current, exclusive=True):  # a run copying the published shard
+        loader = threading.Thread(target=load)
+        loader.start()
+        assert not loaded.wait(1.0)  # a process opening it waits for the copy
+    assert loaded.wait(30)
+    loader.join()
