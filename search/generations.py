@@ -7,6 +7,7 @@
         g000006/         the one before, kept while a reader may still hold it; removed by the next run
         g000008.build/   the next, while a writer builds it: a copy of the published one plus its changes
         gNNNNNN/.files.lock   taken shared while a process loads or closes the shard, alone while it is copied
+        gNNNNNN/vbsearch_last_op.json   the last operation number its build used (search/store_edge.py)
 
 Publishing is one rename of the build folder and one atomic replace of CURRENT. A writer killed
 anywhere leaves CURRENT naming a whole, unchanged generation; the next writer removes what the dead

@@ -140,3 +140,24 @@ def test_a_copy_waits_for_a_load_and_a_load_for_a_copy(tmp_path):
         assert not loaded.wait(1.0)  # a process opening it waits for the copy
     assert loaded.wait(30)
     loader.join()
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "published-before-the-record"])
+def test_updates_after_a_stale_segment_version_are_kept(tmp_path, recorded):
+    """Qdrant Edge numbers a loaded shard's operations on from the version its segments recorded; that record
+    was seen stale after a build (so an update numbered at or below a point's version was silently dropped:
+    test_captioning's stored captions vanished 2 runs in 12). The next build numbers above the last operation."""
+    from search.store_edge import LAST_OP_FILE
+
+    _publish(tmp_path, ("a", 3), ("b", 3))
+    folder = generations.published(tmp_path)
+    if not recorded:
+        (folder / LAST_OP_FILE).unlink()
+    for segment in (folder / "segments").iterdir():  # what Edge was seen to leave behind
+        state = json.loads((segment / "segment.json").read_text())
+        (segment / "segment.json").write_text(json.dumps({**state, "version": 1}))
+    with SegmentStore.update(tmp_path) as writer:
+        ids = [p.id for p in writer.scroll([])]
+        writer.set_payloads({i: {"caption": "a red circle"} for i in ids})
+    with SegmentStore.open(tmp_path) as reader:
+        assert [p.payload.get("caption") for p in reader.scroll(["caption"])] == ["a red circle"] * 6
