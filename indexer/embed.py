@@ -92,6 +92,15 @@ def visual_words(tokens: np.ndarray) -> dict[int, float]:
     return {int(i): round(float(c) / len(tokens), 4) for i, c in zip(ids, counts, strict=True)}
 
 
+def up_to_date(stamps: dict | None, model_id: str, indexed_at: float) -> bool:
+    """Whether a video's points (their STAMP_FIELDS) were embedded by this model from this catalog row. The
+    stamp is compared to a millisecond: Qdrant Edge returns a float payload with 16 significant digits
+    (1796314629.7952607 comes back as 1796314629.795261), and an exact test re-embedded such a video, and
+    dropped its stored captions, on every run."""
+    stamp = (stamps or {}).get("catalog_stamp")
+    return (stamps or {}).get("model_id") == model_id and stamp is not None and abs(stamp - indexed_at) < 1e-3
+
+
 def sync_store(data_dir: Path, store: SegmentStore, inference, vocab, model_id: str,
                progress: bool = True) -> EmbedSummary:
     """Bring the store in line with the catalog (see the module docstring)."""
@@ -106,8 +115,7 @@ def sync_store(data_dir: Path, store: SegmentStore, inference, vocab, model_id: 
     for video_id in set(indexed) - set(current):
         store.delete_video(video_id)
         removed += 1
-    todo = [v for vid, v in current.items()
-            if indexed.get(vid) != {"model_id": model_id, "catalog_stamp": v["indexed_at"]}]
+    todo = [v for vid, v in current.items() if not up_to_date(indexed.get(vid), model_id, v["indexed_at"])]
     written = 0
     for video in tqdm(todo, desc="embedding", unit="video", disable=not progress or not todo):
         clips = catalog.read_video(video["video_id"], "clips").sort("clip_index")

@@ -307,6 +307,29 @@ def test_a_torn_video_write_reads_as_stale_and_is_embedded_again(archive, tmp_pa
         assert sync_store(data, store, _Inference(), _Vocab(), "m1", progress=False).embedded == 0
 
 
+def test_a_catalog_stamp_the_embedded_store_shortens_still_reads_as_up_to_date(archive, tmp_path):
+    """Qdrant Edge gives back a float payload with 16 significant digits; a catalog time such as
+    1796314629.7952607 must not make every run embed its video again."""
+    import polars as pl
+
+    from indexer.catalog import Catalog
+    from vbsearch.cli import main
+
+    data = tmp_path / "data"
+    assert main(["index", str(archive), "--data-dir", str(data), "--catalog-only"]) == 0
+    catalog = Catalog(data)
+    videos = catalog.read_table("videos")
+    row = videos.head(1).with_columns(pl.lit(1796314629.7952607).alias("indexed_at"))
+    catalog.put("videos", row["video_id"][0], row)
+    with SegmentStore.update(data) as store:
+        assert sync_store(data, store, _Inference(), _Vocab(), "m1", progress=False).embedded == N_VIDEOS
+    with SegmentStore.update(data) as store:
+        stamps = store.indexed_videos(STAMP_FIELDS)
+        assert stamps[row["video_id"][0]]["catalog_stamp"] != 1796314629.7952607  # what Edge gives back
+        again = sync_store(data, store, _Inference(), _Vocab(), "m1", progress=False)
+        assert (again.embedded, again.unchanged) == (0, N_VIDEOS)
+
+
 def test_upsert_counts_each_videos_points(tmp_path):
     with SegmentStore.update(tmp_path) as store:
         store.ensure(2)
