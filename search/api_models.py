@@ -1,17 +1,20 @@
 """Request and response bodies of the HTTP API (search/service.py): validated, and documented in its OpenAPI.
 
-Requests forbid unknown keys, so a misspelt filter is a 422, not a silently unfiltered search.
+Requests forbid unknown keys, so a misspelt filter is a 422, not a silently unfiltered search, and their
+numbers and switches are read as JSON Schema reads them: "5" is not an integer (5.0 is), false is not a
+number, 1 is not a boolean.
+Every error answer is a `Problem`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from search.query import MAX_QUERY_CHARS, clean_query
+from search.query import MAX_QUERY_CHARS, QUERY_PATTERN, clean_query
 from search.store import Filters
 
 MAX_TOP_K = 200  # hits per request
@@ -19,13 +22,23 @@ DEFAULT_TOP_K = 10
 MAX_VIDEO_CHARS = 4096  # a path or a video id
 
 
+def _a_json_number(v: Any) -> Any:
+    if isinstance(v, bool | str):
+        raise ValueError("a number is required (not a string or a boolean)")
+    return v
+
+
+JsonInt = Annotated[int, BeforeValidator(_a_json_number)]  # 5 and 5.0, not "5" or true
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False), BeforeValidator(_a_json_number)]
+
+
 class SearchFilters(BaseModel):
     """Restrict hits; every field is optional."""
     model_config = ConfigDict(extra="forbid")
     video: str | None = Field(None, min_length=1, max_length=MAX_VIDEO_CHARS,
                               description="a video_id, or a video's absolute path")
-    min_duration: float | None = Field(None, ge=0, allow_inf_nan=False, description="segment length at least (s)")
-    max_duration: float | None = Field(None, ge=0, allow_inf_nan=False, description="segment length at most (s)")
+    min_duration: Seconds | None = Field(None, description="segment length at least (s)")
+    max_duration: Seconds | None = Field(None, description="segment length at most (s)")
     indexed_after: dt.datetime | None = Field(
         None, description="only videos indexed after this time (ISO 8601, local time unless it has an offset; "
                           "or unix seconds)")
@@ -42,12 +55,6 @@ class SearchFilters(BaseModel):
                 raise ValueError(f"not a usable time: {exc}") from exc
         return v
 
-    @model_validator(mode="after")
-    def _ordered(self) -> SearchFilters:
-        if self.min_duration is not None and self.max_duration is not None and self.min_duration > self.max_duration:
-            raise ValueError("min_duration is larger than max_duration")
-        return self
-
     def to_filters(self) -> Filters | None:
         filters = Filters(video=self.video, min_duration=self.min_duration, max_duration=self.max_duration,
                           indexed_after=self.indexed_after.timestamp() if self.indexed_after else None,
@@ -57,10 +64,12 @@ class SearchFilters(BaseModel):
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    query: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, description="what to look for, in plain words")
-    top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="number of hits")
+    query: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, pattern=QUERY_PATTERN,
+                       description="what to look for, in plain words (not only spaces and control characters)")
+    top_k: JsonInt = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="number of hits")
     filters: SearchFilters = Field(default_factory=SearchFilters)
-    rerank: bool = Field(True, description="rescore candidates with the word match and the alignment head")
+    rerank: bool = Field(True, strict=True,
+                         description="rescore candidates with the word match and the alignment head")
 
     @field_validator("query")
     @classmethod
@@ -74,7 +83,7 @@ class SearchRequest(BaseModel):
 class LikeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     segment_id: uuid.UUID = Field(..., description="a hit's segment_id")
-    top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="number of hits")
+    top_k: JsonInt = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="number of hits")
     filters: SearchFilters = Field(default_factory=SearchFilters)
 
 
@@ -136,8 +145,12 @@ class IndexInfoOut(BaseModel):
 class Health(BaseModel):
     status: str = Field(..., description="always 'ok' when the process answers")
     ready: bool = Field(..., description="whether the model and the index are open")
+    state: str = Field(..., description="loading | ready | no-index | busy (another process holds the index) | "
+                                        "failed (see the service's log); it retries until ready")
     detail: str | None = Field(None, description="why not ready")
 
 
 class Problem(BaseModel):
-    detail: str
+    """Every error answer (4xx and 5xx)."""
+    detail: str = Field(..., description="what was wrong, in words")
+    errors: list[str] | None = Field(None, description="for 422: each problem as 'where: what'")

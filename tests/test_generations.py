@@ -100,14 +100,46 @@ def test_published_generations_are_read_by_several_processes_while_the_next_is_b
     assert SegmentStore.open(tmp_path).count() == 7
 
 
-def test_a_legacy_local_mode_store_is_removed_once_its_replacement_is_published(tmp_path, caplog):
-    legacy = tmp_path / generations.LEGACY_DIR
-    (legacy / "collection" / "segments").mkdir(parents=True)
-    (legacy / "collection" / "segments" / "storage.sqlite").write_bytes(b"not opened: local mode unpickles")
+class _Bomb:
+    """Unpickling this creates a file: what a crafted store of qdrant-client's local mode could do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _crafted_local_mode_store(data: Path, marker: Path) -> Path:
+    """DATA_DIR/qdrant/ laid out as qdrant-client's local mode writes it, every point a pickle bomb."""
+    import pickle
+    import sqlite3
+
+    legacy = data / generations.LEGACY_DIR
+    folder = legacy / "collection" / "segments"
+    folder.mkdir(parents=True)
+    (legacy / "meta.json").write_text(json.dumps({"collections": {"segments": {"vectors": {}}}, "aliases": {}}))
+    with sqlite3.connect(folder / "storage.sqlite") as db:
+        db.execute("CREATE TABLE points (id TEXT PRIMARY KEY, point BLOB)")
+        db.execute("INSERT INTO points VALUES (?, ?)", ("1", pickle.dumps(_Bomb(marker))))
+    return legacy
+
+
+def test_a_crafted_legacy_store_is_never_unpickled_and_is_replaced(tmp_path, caplog, capsys):
+    """Nothing in a data dir is unpickled: `search`, `status` and the index run never open qdrant/."""
+    from vbsearch.cli import main
+
+    marker = tmp_path / "pwned"
+    data = tmp_path / "data"
+    legacy = _crafted_local_mode_store(data, marker)
+    assert main(["status", "--data-dir", str(data)]) in (0, 1)
+    assert main(["search", "ball", "--data-dir", str(data)]) != 0  # no index yet: it says to run index
+    assert not marker.exists()
     with caplog.at_level("INFO"):
-        _publish(tmp_path, ("a", 2))
+        _publish(data, ("a", 2))
     assert [r for r in caplog.records if "rebuilding the search index from the catalog" in r.message]
-    assert not legacy.exists() and SegmentStore.open(tmp_path).count() == 2
+    assert not legacy.exists() and SegmentStore.open(data).count() == 2
+    assert not marker.exists()
 
 
 def test_a_copy_waits_for_a_load_and_a_load_for_a_copy(tmp_path):

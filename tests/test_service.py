@@ -2,13 +2,14 @@
 
 Live tests run `vbsearch serve` in a subprocess on a free port over a private copy of the shared indexed
 archive (the embedded store admits one process: the service's), and talk to it with httpx; a
-schemathesis run against its OpenAPI document must find no 5xx. In-process tests drive create_app with
+schemathesis run against its OpenAPI document (all checks) must find nothing. In-process tests drive create_app with
 stand-in engines for what a real index cannot easily show: internal errors, an index that appears
 later, files gone from the catalog, serialised forward passes.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -21,14 +22,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
+import numpy as np
 import polars as pl
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
 
 from search.client import ApiClient
 from search.engine import EngineError, IndexInfo, NoIndexError, RankingOptions
+from search.guards import ServiceLimits
 from search.hits import Hit
 from search.owner import find as find_service
 from search.service import TOKEN_ENV, EngineHolder, create_app
@@ -103,7 +105,7 @@ def first_hits(live):
 
 def test_health_needs_no_token_and_says_ready(live):
     r = httpx.get(live.url + "/health")
-    assert r.status_code == 200 and r.json() == {"status": "ok", "ready": True, "detail": None}
+    assert r.status_code == 200 and r.json() == {"status": "ok", "ready": True, "state": "ready", "detail": None}
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}])
@@ -164,7 +166,6 @@ def test_no_rerank_changes_scores_not_the_contract(live):
     ({"query": "ball", "top_k": "many"}, "top_k"),
     ({"query": "ball", "filters": {"colour": "red"}}, "filters.colour"),
     ({"query": "ball", "filters": {"min_duration": -1}}, "filters.min_duration"),
-    ({"query": "ball", "filters": {"min_duration": 5, "max_duration": 2}}, "filters"),
     ({"query": "ball", "filters": {"indexed_after": "yesterday"}}, "filters.indexed_after"),
     ({"query": "ball", "limit": 3}, "limit"),
     ({"top_k": 3}, "query"),
@@ -363,7 +364,8 @@ def test_ui_searches_through_the_service(live, monkeypatch):
 # -- property-based: no input makes the service fail ------------------------------------------------------------
 def test_no_request_makes_a_server_error(live):
     """schemathesis draws requests from the service's own OpenAPI document (valid and invalid ones) for
-    every operation; none may get a 5xx. (Its pytest plugin's lazy fixtures do not run under this pytest,
+    every operation and runs all its checks: no 5xx, every status and body as documented, valid data
+    accepted, invalid data refused, auth not ignored. (Its pytest plugin's lazy fixtures do not run under this pytest,
     so each operation's strategy runs through hypothesis here.)"""
     schema = schemathesis.openapi.from_url(live.url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -377,7 +379,7 @@ def test_no_request_makes_a_server_error(live):
         @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def no_5xx(case) -> None:
-            statuses.append(case.call_and_validate(headers=live.auth, checks=[not_a_server_error]).status_code)
+            statuses.append(case.call_and_validate(headers=live.auth).status_code)  # every check schemathesis has
 
         no_5xx()
     # It did explore: valid requests answered, invalid ones refused.
@@ -433,6 +435,14 @@ class FakeEngine:
         self.inference.encode_text([query])
         return []
 
+    def more_like_this(self, segment_id, top_k=10, filters=None):
+        if segment_id not in self.store.payloads:
+            raise EngineError(f"unknown segment {segment_id!r}")
+        return []
+
+    def index_info(self):
+        return IndexInfo(videos=0, hours=0.0, clips=0, segments=len(self.store.payloads), failed=[], model_id="m")
+
     def is_catalogued(self, path):
         return False
 
@@ -443,10 +453,12 @@ class FakeEngine:
         self.closed = True
 
 
-def _in_process(factory):
+def _in_process(factory, **limits):
     from fastapi.testclient import TestClient
 
-    return TestClient(create_app(engine_factory=factory), raise_server_exceptions=False)
+    limits = ServiceLimits(**{"load_retry_s": (0.05,), "queue_wait_s": 5.0, **limits})
+    return TestClient(create_app(engine_factory=factory, limits=limits), raise_server_exceptions=False,
+                      base_url="http://localhost")
 
 
 def test_internal_errors_are_500_without_details(tmp_path, monkeypatch, caplog):
@@ -461,23 +473,40 @@ def test_internal_errors_are_500_without_details(tmp_path, monkeypatch, caplog):
 
 
 def test_service_comes_up_before_the_index_and_opens_it_later(tmp_path, monkeypatch):
+    """The engine opens in the background, retried at spaced-out times; /health only reports (no paths),
+    a request waits a bounded time and then gets 503 with Retry-After."""
     monkeypatch.delenv(TOKEN_ENV, raising=False)
     engine = FakeEngine(tmp_path)
-    attempts: list[int] = []
+    attempts: list[float] = []
+    index_built = threading.Event()
 
     def factory():
-        attempts.append(1)
-        if len(attempts) <= 3:  # startup, the first health check, the first search
+        attempts.append(time.monotonic())
+        if not index_built.is_set():
             raise NoIndexError("no trained model in /x/model")
         return engine
 
-    with _in_process(factory) as c:
-        assert c.get("/health").json()["ready"] is False
+    with _in_process(factory, load_retry_s=(0.2,), queue_wait_s=0.3) as c:
+        health = c.get("/health").json()
+        assert health["ready"] is False and health["state"] in ("loading", "no-index")
+        assert "/x/model" not in str(health)
         r = c.post("/search", json={"query": "ball"})
         assert r.status_code == 503 and r.json()["detail"].startswith("no index yet")
-        assert c.get("/health").json() == {"status": "ok", "ready": True, "detail": None}
+        assert int(r.headers["Retry-After"]) >= 1
+        tried = len(attempts)
+        for _ in range(20):
+            c.get("/health")  # asking does not make it try more often
+        index_built.set()
+        deadline = time.monotonic() + 10
+        while not c.get("/health").json()["ready"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert c.get("/health").json() == {"status": "ok", "ready": True, "state": "ready", "detail": None}
         assert c.post("/search", json={"query": "ball"}).json()["hits"] == []
-    assert len(attempts) == 4  # and not once more after it opened
+        gaps = np.diff(attempts)
+        assert tried <= 4 and (gaps >= 0.15).all(), gaps  # spaced out, not one per request
+        opened = len(attempts)
+    assert len(attempts) == opened  # and not once more after it opened
 
 
 def test_media_only_for_catalogued_videos(tmp_path, monkeypatch):
@@ -516,13 +545,14 @@ def test_searches_run_concurrently_but_forward_passes_one_at_a_time(tmp_path, mo
 def test_holder_wraps_inference_under_one_lock():
     inner = FakeInference()
     holder = EngineHolder(lambda: SimpleNamespace(inference=inner, close=lambda: None))
-    eng = holder.get()
+    eng = holder.get(wait_s=10)
     threads = [threading.Thread(target=eng.inference.encode_text, args=(["x"],)) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert inner.most == 1 and holder.get() is eng
+    holder.close()
 
 
 def test_token_from_the_environment(tmp_path, monkeypatch):
@@ -531,3 +561,158 @@ def test_token_from_the_environment(tmp_path, monkeypatch):
         assert c.post("/search", json={"query": "ball"}).status_code == 401
         ok = c.post("/search", json={"query": "ball"}, headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200 and c.get("/health").status_code == 200
+
+
+# -- hardening: bounded requests, cheap health, load shedding, one error shape ----------------------------------
+def test_an_oversized_body_is_refused_while_it_is_read_before_parsing_or_the_token(tmp_path, monkeypatch):
+    import asyncio
+
+    from search.guards import BodyLimit
+
+    monkeypatch.setenv(TOKEN_ENV, "s3cret")
+    with _in_process(lambda: FakeEngine(tmp_path)) as c:
+        r = c.post("/search", content=b"[" * 30_000_000, headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and r.json() == {"detail": "request body over 1000000 bytes"}  # not 401
+        chunked = c.post("/search", content=iter([b"[" * 600_000] * 3), headers={"Content-Type": "application/json"})
+        assert chunked.status_code == 413  # no Content-Length: refused once the cap is passed
+        assert c.post("/search", json={"query": "ball"}).status_code == 401  # a small body still needs the token
+    with _in_process(lambda: FakeEngine(tmp_path), max_body_bytes=100) as c:
+        assert c.post("/search", json={"query": "x" * 200}).status_code == 413
+
+    # At the ASGI level: a 30 MB chunked body is read no further than the cap.
+    pulled: list[int] = []
+    sent: list[dict] = []
+
+    async def receive():
+        pulled.append(65_536)
+        return {"type": "http.request", "body": b"[" * 65_536, "more_body": sum(pulled) < 30_000_000}
+
+    async def send(message):
+        sent.append(message)
+
+    async def app(scope, receive, send):  # reads the whole body, as a JSON parser would
+        while (await receive()).get("more_body"):
+            pass
+
+    scope = {"type": "http", "headers": [(b"content-type", b"application/json")]}
+    asyncio.run(BodyLimit(app, max_bytes=1_000_000)(scope, receive, send))
+    assert sent[0]["status"] == 413 and sum(pulled) <= 1_000_000 + 65_536
+
+
+@pytest.mark.parametrize(("host", "status"), [("localhost:8080", 200), ("127.0.0.1", 200), ("[::1]:8080", 200),
+                                              ("LOCALHOST", 200), ("evil.example", 400),
+                                              ("localhost.evil.example:8080", 400), ("", 400)])
+def test_requests_for_another_host_name_are_refused(tmp_path, monkeypatch, host, status):
+    """A DNS-rebinding page reaches 127.0.0.1 under its own name, which the Host header carries."""
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    with _in_process(lambda: FakeEngine(tmp_path)) as c:
+        r = c.get("/health", headers={"Host": host})
+        assert r.status_code == status and r.headers["content-type"] == "application/json"
+        if status == 400:
+            assert "host name" in r.json()["detail"]
+    with _in_process(lambda: FakeEngine(tmp_path), allowed_hosts=("archive.example",)) as c:
+        assert c.get("/health", headers={"Host": "archive.example:80"}).status_code == 200
+
+
+def test_health_answers_at_once_while_the_engine_opens_and_under_overload(tmp_path, monkeypatch):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    engine = FakeEngine(tmp_path)
+    may_open = threading.Event()
+
+    def slow_factory():
+        assert may_open.wait(30)
+        return engine
+
+    with _in_process(slow_factory, max_concurrent=1, max_queued=0) as c:
+        assert c.get("/health").json()["state"] == "loading"  # it does not wait for the model
+        may_open.set()
+        first = threading.Thread(target=lambda: c.post("/search", json={"query": "block"}))
+        first.start()
+        assert engine.entered.wait(10)  # one search holds the only turn, and none may wait
+        over = c.post("/search", json={"query": "ball"})
+        assert over.status_code == 503 and over.headers["Retry-After"] == "1" and "busy" in over.json()["detail"]
+        health = c.get("/health")
+        assert health.status_code == 200 and health.json()["ready"] is True
+        engine.release.set()
+        first.join()
+        assert c.post("/search", json={"query": "ball"}).status_code == 200
+
+
+def test_a_queued_request_runs_when_a_turn_frees_or_gives_up_after_the_wait(tmp_path, monkeypatch):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    engine = FakeEngine(tmp_path)
+    with _in_process(lambda: engine, max_concurrent=1, max_queued=4, queue_wait_s=0.3) as c:
+        first = threading.Thread(target=lambda: c.post("/search", json={"query": "block"}))
+        first.start()
+        assert engine.entered.wait(10)
+        r = c.post("/search", json={"query": "ball"})
+        assert r.status_code == 503 and "no turn within 0.3 s" in r.json()["detail"]
+        queued = []
+        second = threading.Thread(target=lambda: queued.append(c.post("/search", json={"query": "ball"})))
+        second.start()
+        engine.release.set()
+        first.join()
+        second.join()
+        assert queued[0].status_code == 200
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, None])
+def test_a_stored_time_that_is_not_a_number_is_a_clear_422(tmp_path, monkeypatch, bad):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    sid = str(uuid.uuid4())
+    payload = {"path": "/a.mp4", "video_id": "vid1", "start": 0.0, "end": bad}
+    with _in_process(lambda: FakeEngine(tmp_path, {sid: payload})) as c:
+        for url in (f"/segments/{sid}", f"/segments/{sid}/preview"):
+            r = c.get(url)
+            assert r.status_code == 422 and "not numbers" in r.json()["detail"], (url, r.text)
+
+
+@pytest.mark.parametrize("body", [{"query": "ball", "top_k": "5"}, {"query": "ball", "top_k": 5.5},
+                                  {"query": "ball", "top_k": True},
+                                  {"query": "ball", "rerank": 1}, {"query": "ball", "rerank": "true"},
+                                  {"query": "ball", "filters": {"min_duration": False}},
+                                  {"query": "ball", "filters": {"max_duration": "3"}}])
+def test_request_types_are_strict(tmp_path, monkeypatch, body):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    with _in_process(lambda: FakeEngine(tmp_path)) as c:
+        r = c.post("/search", json=body)
+        assert r.status_code == 422 and set(r.json()) == {"detail", "errors"}, r.text
+        empty_range = c.post("/search", json={"query": "ball", "filters": {"min_duration": 5, "max_duration": 2}})
+        assert empty_range.status_code == 200  # schema-valid: a range with nothing in it finds nothing
+        assert c.post("/search", json={"query": "\u200b\u00ad"}).status_code == 200  # not only controls and spaces
+        assert c.post("/search", json={"query": "\x90 \t"}).status_code == 422
+        assert c.post("/search", json={"query": "ball", "top_k": 5, "rerank": False,
+                                       "filters": {"min_duration": 1, "indexed_after": "2020-01-01T00:00:00"}}
+                      ).status_code == 200
+
+
+def test_every_error_the_service_sends_is_documented_as_a_problem(tmp_path, monkeypatch):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    with _in_process(lambda: FakeEngine(tmp_path)) as c:
+        doc = c.get("/openapi.json").json()
+    problem = {"$ref": "#/components/schemas/Problem"}
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            codes = {int(k) for k in op["responses"] if k != "200"}
+            assert {400, 413, 422} <= codes, (method, path)
+            if path != "/health":
+                assert {401, 503} <= codes, (method, path)
+            for code in codes:
+                assert op["responses"][str(code)]["content"]["application/json"]["schema"] == problem, (path, code)
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+
+
+def test_docs_load_without_the_internet(tmp_path, monkeypatch):
+    """/docs and /redoc use only assets this service serves itself (no CDN)."""
+    import re
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    with _in_process(lambda: FakeEngine(tmp_path)) as c:
+        for page in ("/docs", "/redoc"):
+            html = c.get(page)
+            assert html.status_code == 200
+            urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url:\s*['"]([^'"]+)['"]""", html.text)
+            urls = [a or b for a, b in urls]
+            assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls
+            for u in urls:
+                assert c.get(u).status_code == 200, u

@@ -246,6 +246,30 @@ def test_user_text_is_escaped(archive):
     assert snippet.endswith("<mark>red</mark>")
 
 
+def test_error_messages_show_paths_and_errors_as_plain_text(archive, monkeypatch):
+    import ui.preview
+
+    weird = "/media/**bold**_[x](javascript:alert(1))_$y$.mp4"
+
+    def fails(*args, **kwargs):
+        raise ui.preview.PreviewError(f"cannot decode {weird}")
+
+    monkeypatch.setattr(ui.preview, "preview", fails)
+    at = start("ball")
+    at.button(key="play:seg-red-1").click().run()
+    shown = at.error[0].value
+    assert shown.startswith("Cannot preview this moment: cannot decode ")
+    assert "**" not in shown and "](" not in shown and "$y$" not in shown and "&#42;&#42;bold" in shown
+
+    def broken(cls, settings, *a, **k):
+        raise RuntimeError(f"cannot read {weird}")
+
+    monkeypatch.setattr(SearchEngine, "open", classmethod(broken))
+    st.cache_resource.clear()
+    shown = start("ball").error[0].value
+    assert shown.startswith("Cannot open the index in ") and "**" not in shown and "](" not in shown
+
+
 def test_no_results(archive):
     engine, _ = archive
     engine.hits = []

@@ -103,7 +103,7 @@ def _open() -> tuple[SearchEngine, threading.Lock]:
         _show_busy(exc)
     except Exception as exc:  # a broken model or an unreachable server: say so on the page
         log.exception("cannot open the search engine")
-        st.error(f"Cannot open the index in {API or settings.data_dir.resolve()}: {exc}")
+        st.error(f"Cannot open the index in {escape(str(API or settings.data_dir.resolve()))}: {escape(str(exc))}")
     st.stop()
     raise AssertionError("unreachable")  # st.stop() raises
 
@@ -192,7 +192,7 @@ def _remote_player(client, hit: Hit) -> None:
         with st.spinner("Cutting a preview…"):
             pv = client.preview_clip(hit)
     except EngineError as exc:
-        st.error(f"Cannot preview this moment: {exc}")
+        st.error(f"Cannot preview this moment: {escape(str(exc))}")
         return
     st.video(pv.data, format="video/mp4")
     st.caption(f"Preview {clock(pv.window_start)} – {clock(pv.window_end)}: the moment starts "
@@ -211,7 +211,7 @@ def _player(engine: SearchEngine, hit: Hit, durations: dict[str, float | None]) 
         with st.spinner("Cutting a preview…"):
             pv = preview(hit.video, hit.video_id, hit.start, hit.end, settings.data_dir, durations.get(hit.video_id))
     except (PreviewError, OSError) as exc:
-        st.error(f"Cannot preview this moment: {exc}")
+        st.error(f"Cannot preview this moment: {escape(str(exc))}")
         return
     st.video(str(pv.path), format="video/mp4")
     st.caption(f"Preview {clock(pv.window_start)} – {clock(pv.window_end)}: the moment starts "

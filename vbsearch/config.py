@@ -40,7 +40,7 @@ class Settings:
     asr_model: str | None = None  # whisper model name or path; None = offline tiny.en when installed
     model_dir: Path | None = None  # a trained VideoBERT checkpoint to load instead of training one
     s3d_weights: Path | None = None  # local S3D Kinetics-400 weights (safetensors or a torch state dict)
-    qdrant_url: str | None = None  # a Qdrant server; None = embedded local store in data_dir/qdrant
+    qdrant_url: str | None = None  # a Qdrant server; None = the embedded Qdrant Edge index in data_dir/index
     qdrant_api_key: str | None = None  # only ever read from the environment or vbsearch.toml
     device: str = "auto"  # auto = cuda when available
 
