@@ -49,7 +49,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from search.guards import LOCAL_HOSTS, BodyLimit, Busy, ServiceLimits, TrustedHosts, WorkLimit
+from search.guards import LOCAL_HOSTS, BodyLimit, Busy, ServiceLimits, TrustedHosts, WorkLimit, lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,9 @@ def run(args: argparse.Namespace, settings) -> int:
         log.warning("listening on all interfaces, but only requests addressed to localhost names are answered: "
                     "add --allow-host NAME for each name clients use")
     app = create_app(settings, limits=limits)
+    # Hand the GIL round every 1 ms, not 5: the event loop that answers /health and sheds an overload then
+    # waits less behind the search threads' Python work (bench/bench_service.py measures it).
+    sys.setswitchinterval(0.001)
     print(f"vbsearch API on http://{args.host}:{args.port} (docs at /docs, data dir "
           f"{settings.data_dir.resolve()}); Ctrl-C to stop", file=sys.stderr)
     from search.owner import announce
@@ -179,6 +182,7 @@ class EngineHolder:
         from search.engine import NoIndexError
         from search.store import StoreBusyError
 
+        lower_priority()  # the model's torch threads, started from here, inherit it (search/guards.py)
         attempt = 0
         while not self._closing.is_set():
             try:
@@ -314,6 +318,11 @@ def create_app(settings=None, engine_factory: Callable[[], Any] | None = None, l
         "description": "seconds to wait before trying again", "schema": {"type": "integer"}}}}}
     guarded = [Depends(authorised)]
 
+    async def admitted() -> None:
+        work.check()
+
+    heavy = [*guarded, Depends(admitted)]  # searches and previews: shed on the event loop when full
+
     # -- errors: clear JSON, never a traceback --------------------------------------------------------------
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
@@ -377,7 +386,7 @@ def create_app(settings=None, engine_factory: Callable[[], Any] | None = None, l
         on the event loop, never in the thread pool that searches use, and never waits or opens anything."""
         return {"status": "ok", "ready": holder.ready, "state": holder.state, "detail": HEALTH_DETAIL[holder.state]}
 
-    @app.post("/search", response_model=SearchResponse, dependencies=guarded, responses=errors,
+    @app.post("/search", response_model=SearchResponse, dependencies=heavy, responses=errors,
               tags=["search"])
     def search(req: SearchRequest):
         """Ranked moments for a text query."""
@@ -391,7 +400,7 @@ def create_app(settings=None, engine_factory: Callable[[], Any] | None = None, l
             hits = eng.search(req.query, req.top_k, req.filters.to_filters(), options)
             return {"hits": hits_out(hits), "seconds": time.perf_counter() - t0}
 
-    @app.post("/more-like-this", response_model=SearchResponse, dependencies=guarded,
+    @app.post("/more-like-this", response_model=SearchResponse, dependencies=heavy,
               responses={**errors, 404: {"model": Problem}}, tags=["search"])
     def more_like_this(req: LikeRequest):
         """Moments that look like a given segment (its video vector's nearest neighbours)."""
@@ -432,7 +441,7 @@ def create_app(settings=None, engine_factory: Callable[[], Any] | None = None, l
             raise HTTPException(404, "this segment has no thumbnail")
         return FileResponse(path, media_type="image/jpeg")
 
-    @app.get("/segments/{segment_id}/preview", dependencies=guarded, tags=["segments"],
+    @app.get("/segments/{segment_id}/preview", dependencies=heavy, tags=["segments"],
              response_class=FileResponse,
              responses={**errors, 404: {"model": Problem},
                         200: {"content": {"video/mp4": {}},

@@ -93,14 +93,14 @@ def ui_server(data_dir: Path, log_path: Path):
 class Browser:
     """Headless Chromium with one page, spoken to over the DevTools protocol."""
 
-    def __init__(self, profile: Path):
+    def __init__(self, profile: Path, *extra_args: str):
         from websockets.sync.client import connect
 
         self.proc = subprocess.Popen(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={profile}", "--remote-debugging-port=0",
-             f"--window-size={WINDOW[0]},{WINDOW[1]}", "about:blank"],
+             f"--window-size={WINDOW[0]},{WINDOW[1]}", *extra_args, "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             port_file = profile / "DevToolsActivePort"
@@ -216,3 +216,31 @@ def test_ui_without_an_index_says_how_to_build_one(tmp_path, browser):
         text = wait_for(lambda: (t := browser.text()) and command in t and t, RESULTS_S, "the empty state")
     assert "No index yet" in text
     assert "Deploy" not in text  # the developer toolbar is hidden
+
+
+def test_api_docs_render_without_the_internet(tmp_path):
+    """`vbsearch serve`'s /docs in Chromium with every host name but the loopback unresolvable: Swagger UI
+    renders the operations from assets the service serves itself (no CDN)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "vbsearch.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path / "d")]
+    with open(tmp_path / "serve.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        offline = Browser(tmp_path / "chromium-offline", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+        try:
+            def up() -> bool:
+                assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+                with contextlib.suppress(OSError), urllib.request.urlopen(url + "/health", timeout=2) as resp:
+                    return resp.status == 200
+                return False
+
+            wait_for(up, SERVER_START_S, "vbsearch serve")
+            open_page(offline, url + "/docs")
+            text = wait_for(lambda: (t := offline.text()) and "/more-like-this" in t and t, 60, "Swagger UI")
+            assert "vbsearch" in text and "/search" in text and "/health" in text
+            # No asset came from anywhere but this service.
+            sources = offline.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+            assert sources and all(s.startswith(url) for s in sources), sources
+        finally:
+            offline.close()
+            _stop(proc)
