@@ -104,6 +104,17 @@ class _HealthProbe:
         self._proc.join()
 
 
+def _load(url: str, clients: list[threading.Thread]) -> tuple[float, list[float]]:
+    """Run the client threads to the end with /health probed meanwhile: (wall seconds, /health latencies)."""
+    t0 = time.perf_counter()
+    with _HealthProbe(url) as health:
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join()
+    return time.perf_counter() - t0, health.latency
+
+
 def overload(url: str, clients: int, requests: int) -> dict:
     """`clients` clients at once, `requests` searches each, a 503 counted as shed (not retried)."""
     import httpx
@@ -122,16 +133,9 @@ def overload(url: str, clients: int, requests: int) -> dict:
                 if r.status_code != 503:
                     r.raise_for_status()
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    t0 = time.perf_counter()
-    with _HealthProbe(url) as health:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    wall = time.perf_counter() - t0
+    wall, health = _load(url, [threading.Thread(target=client, args=(k,)) for k in range(clients)])
     return {"clients": clients, "accepted": _stats(accepted, wall), "shed": _stats(shed, wall),
-            "health": _stats(health.latency, wall)}
+            "health": _stats(health, wall)}
 
 
 def oversized_body(url: str, pid: int, megabytes: int = 30) -> dict:
@@ -180,20 +184,14 @@ def bench(url: str, clients: int, requests: int) -> dict:
     single_stats = _stats(single, time.perf_counter() - t0)
 
     per_client: list[list[float]] = [[] for _ in range(clients)]
-    threads = [threading.Thread(target=_searches, args=(url, requests, k, per_client[k])) for k in range(clients)]
-    t0 = time.perf_counter()
-    with _HealthProbe(url) as health:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    wall = time.perf_counter() - t0
+    wall, health = _load(url, [threading.Thread(target=_searches, args=(url, requests, k, per_client[k]))
+                               for k in range(clients)])
     conc_stats = _stats([x for lat in per_client for x in lat], wall)
     return {
         "clients": clients,
         "single": single_stats,
         "concurrent": conc_stats,
-        "health_under_load": _stats(health.latency, wall),
+        "health_under_load": _stats(health, wall),
         "throughput_ratio": conc_stats["rps"] / single_stats["rps"],
         "p95_ratio": conc_stats["p95_ms"] / single_stats["p95_ms"],
     }

@@ -151,14 +151,12 @@ class EngineHolder:
     holds the embedded store) it tries again after the waits of `retry_s`, the last one repeating. Requests
     never open it themselves; they wait a bounded time for it (`get`)."""
 
-    STATES = ("loading", "ready", "no-index", "busy", "failed")
-
-    def __init__(self, factory: Callable[[], Any], retry_s: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)):
+    def __init__(self, factory: Callable[[], Any], retry_s: tuple[float, ...] = ServiceLimits.load_retry_s):
         self._factory = factory
         self._retry_s = retry_s
         self._engine: Any = None
         self._error: Exception | None = None  # why the last attempt failed
-        self.state = "loading"
+        self.state = "loading"  # a key of HEALTH_DETAIL
         self.next_attempt_s = 0.0  # seconds from the last failure to the next attempt
         self._opened = threading.Event()
         self._closing = threading.Event()
