@@ -65,7 +65,8 @@ class SearchFilters(BaseModel):
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, pattern=QUERY_PATTERN,
-                       description="what to look for, in plain words (not only spaces and control characters)")
+                       description="what to look for, in plain words (not only white space; one of "
+                                   "unprintable characters only finds nothing)")
     top_k: JsonInt = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="number of hits")
     filters: SearchFilters = Field(default_factory=SearchFilters)
     rerank: bool = Field(True, strict=True,
@@ -74,10 +75,7 @@ class SearchRequest(BaseModel):
     @field_validator("query")
     @classmethod
     def _words(cls, v: str) -> str:
-        v = clean_query(v)
-        if not v:
-            raise ValueError("the query has no words")
-        return v
+        return clean_query(v)  # a query of unprintable characters only is valid and finds nothing
 
 
 class LikeRequest(BaseModel):
