@@ -8,10 +8,7 @@
   on another origin that rebinds its DNS name to 127.0.0.1 sends its own name as Host, so a localhost API
   without a token is not readable from a browser.
 - `WorkLimit`: searches and previews run at most `max_concurrent` at a time; `max_queued` more wait up
-  to `queue_wait_s`; the rest are answered 503 with Retry-After at once. A thread doing such work runs at
-  a lower CPU priority (`lower_priority`), as does the one that opens the model (torch's worker threads
-  inherit it), so on a machine whose cores the searches saturate the event loop that answers /health and
-  sheds the overload still gets the CPU at once.
+  to `queue_wait_s`; the rest are answered 503 with Retry-After at once.
 
 Both middlewares answer in the service's one error shape, {"detail": ...} (search.api_models.Problem).
 """
@@ -19,8 +16,6 @@ Both middlewares answer in the service's one error shape, {"detail": ...} (searc
 from __future__ import annotations
 
 import json
-import logging
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,22 +23,7 @@ from dataclasses import dataclass
 
 from starlette.exceptions import HTTPException
 
-log = logging.getLogger(__name__)
-
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
-WORK_NICE = 5  # how much lower than the event loop search threads run (Linux nice steps)
-_lowered = threading.local()
-
-
-def lower_priority() -> None:
-    """Run the calling thread WORK_NICE steps below normal from now on (Linux: nice is per thread; once)."""
-    if getattr(_lowered, "done", False):
-        return
-    _lowered.done = True
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORK_NICE)
-    except (OSError, AttributeError) as exc:  # not Linux, or not allowed: the limits still hold
-        log.debug("cannot lower the priority of search threads: %s", exc)
 
 
 @dataclass(frozen=True)
@@ -166,7 +146,6 @@ class WorkLimit:
         try:
             if not self._turns.acquire(timeout=self.limits.queue_wait_s):
                 raise Busy(f"busy: no turn within {self.limits.queue_wait_s:g} s; try again shortly")
-            lower_priority()
             try:
                 yield
             finally:

@@ -49,7 +49,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from search.guards import LOCAL_HOSTS, BodyLimit, Busy, ServiceLimits, TrustedHosts, WorkLimit, lower_priority
+from search.guards import LOCAL_HOSTS, BodyLimit, Busy, ServiceLimits, TrustedHosts, WorkLimit
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,6 @@ def run(args: argparse.Namespace, settings) -> int:
         log.warning("listening on all interfaces, but only requests addressed to localhost names are answered: "
                     "add --allow-host NAME for each name clients use")
     app = create_app(settings, limits=limits)
-    # Hand the GIL round every 1 ms, not 5: the event loop that answers /health and sheds an overload then
-    # waits less behind the search threads' Python work (bench/bench_service.py measures it).
-    sys.setswitchinterval(0.001)
     print(f"vbsearch API on http://{args.host}:{args.port} (docs at /docs, data dir "
           f"{settings.data_dir.resolve()}); Ctrl-C to stop", file=sys.stderr)
     from search.owner import announce
@@ -180,7 +177,6 @@ class EngineHolder:
         from search.engine import NoIndexError
         from search.store import StoreBusyError
 
-        lower_priority()  # the model's torch threads, started from here, inherit it (search/guards.py)
         attempt = 0
         while not self._closing.is_set():
             try:
