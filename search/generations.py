@@ -163,14 +163,15 @@ def info(data_dir: Path, lock_file: Path) -> GenerationInfo:
     current = published(data_dir)
     folder = root(data_dir)
     builds = sorted(p.name for p in folder.iterdir() if p.name.endswith(BUILD_SUFFIX)) if folder.is_dir() else []
-    running = _lock_held(lock_file)
+    running = lock_held(lock_file)
     return GenerationInfo(current.name if current else None,
                           builds[-1].removesuffix(BUILD_SUFFIX) if running and builds else None,
                           [] if running else builds)
 
 
-def _lock_held(lock_file: Path) -> bool:
-    """Whether a process holds the writer lock (a shared probe, released at once)."""
+def lock_held(lock_file: Path) -> bool:
+    """Whether a process holds a lock file alone: the writer lock, or a generation's FILES_LOCK while it is
+    copied (a shared probe, released at once)."""
     try:
         fd = os.open(lock_file, os.O_RDONLY)
     except FileNotFoundError:

@@ -140,8 +140,7 @@ class WorkLimit:
     @contextmanager
     def turn(self) -> Iterator[None]:
         with self._lock:
-            if self._admitted >= self.limits.max_concurrent + self.limits.max_queued:
-                raise Busy(f"busy: {self._admitted} requests running or waiting; try again shortly")
+            self.check()
             self._admitted += 1
         try:
             if not self._turns.acquire(timeout=self.limits.queue_wait_s):

@@ -297,12 +297,12 @@ def create_app(settings=None, engine_factory: Callable[[], Any] | None = None, l
     def engine():
         try:
             return holder.get(wait_s=limits.queue_wait_s)
-        except NoIndexError as exc:
-            raise Busy(f"no index yet: {exc}", math.ceil(holder.next_attempt_s)) from exc
-        except StoreBusyError as exc:
-            raise Busy(f"index busy: {exc}", math.ceil(holder.next_attempt_s)) from exc
-        except Exception as exc:  # still opening, or the model cannot be read (logged by the holder)
-            raise Busy(f"the search engine is not ready ({holder.state})", math.ceil(holder.next_attempt_s)) from exc
+        except Exception as exc:
+            # no index, the store held elsewhere, still opening, or a model that cannot be read (logged there)
+            why = (f"no index yet: {exc}" if isinstance(exc, NoIndexError) else
+                   f"index busy: {exc}" if isinstance(exc, StoreBusyError) else
+                   f"the search engine is not ready ({holder.state})")
+            raise Busy(why, math.ceil(holder.next_attempt_s)) from exc
 
     # Every error body is a Problem; these may answer any operation (400: a foreign Host, 413: a body over
     # the cap, 422: an invalid request), the guarded ones also 401 and 503 (busy, or no index yet).

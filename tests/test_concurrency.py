@@ -82,16 +82,7 @@ def _building(data: Path) -> bool:
 def _copied(data: Path) -> bool:
     """Whether the run's copy of the published generation is done (the copy holds its files' lock alone:
     a process opening the index meanwhile waits for it, generations.shard_files)."""
-    import fcntl
-
-    fd = os.open(generations.published(data) / generations.FILES_LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
+    return not generations.lock_held(generations.published(data) / generations.FILES_LOCK)
 
 
 def test_the_ui_engine_cli_searches_and_an_index_run_at_once(indexed, tmp_path, capsys):
