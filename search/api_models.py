@@ -85,6 +85,19 @@ class LikeRequest(BaseModel):
     filters: SearchFilters = Field(default_factory=SearchFilters)
 
 
+class SeenOut(BaseModel):
+    word: str = Field(..., description="the query's word")
+    group: str = Field(..., description="the feature group of the visual word that answers it, e.g. colour, motion")
+    source: str = Field(..., description="lexicon (the narration lexicon) or model (the encoder's word match)")
+    strength: float = Field(..., description="the lexicon's link (lift) or the word match's cosine")
+
+
+class WhyOut(BaseModel):
+    """Why the moment matched, in words."""
+    said: list[str] = Field(default_factory=list, description="query words the moment's transcript has")
+    seen: list[SeenOut] = Field(default_factory=list, description="query words the pictures answer, strongest first")
+
+
 class HitOut(BaseModel):
     """The CLI's --json hit (search.hits.Hit.to_json), plus where to fetch its thumbnail and preview."""
     video: str = Field(..., description="absolute path of the video file (on the server)")
@@ -97,6 +110,8 @@ class HitOut(BaseModel):
     thumbnail: str | None = Field(None, description="the thumbnail's path on the server")
     fps: float | None = None
     scores: dict[str, float] = Field(default_factory=dict, description="component scores: video, words (word match), lexicon (narration lexicon), align, text")
+    timecode: str | None = Field(None, description="the file's own start timecode, e.g. 10:00:00;00 (None: none)")
+    why: WhyOut | None = Field(None, description="why it matched (text searches; null for more-like-this)")
     thumbnail_url: str | None = Field(None, description="GET this (relative to the API root) for the JPEG")
     preview_url: str = Field(..., description="GET this (relative to the API root) for an MP4 of the moment")
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from search.engine import EngineError, IndexInfo, NoIndexError
-from search.hits import Hit
+from search.hits import Hit, Why
 from search.query import MAX_QUERY_CHARS, clean_query
 from search.store import Filters, StoreBusyError
 
@@ -82,7 +82,8 @@ class ApiClient:
 
     @staticmethod
     def _hits(body: dict) -> list[Hit]:
-        return [Hit(**{k: h[k] for k in _HIT_FIELDS if k in h}) for h in body["hits"]]
+        return [Hit(**{k: Why.from_json(h[k]) if k == "why" else h[k] for k in _HIT_FIELDS if k in h})
+                for h in body["hits"]]
 
     # -- the engine's methods ---------------------------------------------------------------------------------
     def search(self, query: str, top_k: int = 10, filters: Filters | None = None, options=None) -> list[Hit]:
