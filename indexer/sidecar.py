@@ -1,9 +1,9 @@
-"""Sidecar subtitles (.srt / .vtt next to a video): find, parse robustly, write.
+"""Sidecar subtitles (.srt, .vtt, .ass, .ssa, .smi, .ttml next to a video): find, read, write.
 
-Real-world subtitle files are messy: byte-order marks, CRLF or CR line ends, missing blank
-lines, `<i>`/`<font>`/`{\\an8}` styling, VTT voice and karaoke tags, overlapping or rolling
-cues, timestamps with commas or dots, missing hours, one-digit fractions. Parsing never
-raises on content: an unreadable cue is skipped and reported in `problems`.
+pysubs2 does the parsing and the writing. The glue here chooses the file, takes a language from
+its name, decodes its bytes (pysubs2 wants text in one known encoding), and turns pysubs2 events
+into plain-text cues. Reading never raises on content: a cue that cannot be used is skipped and
+reported in `problems`, a file pysubs2 cannot read at all gives no cues and one problem.
 """
 
 from __future__ import annotations
@@ -15,19 +15,27 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pysubs2
+
 from indexer.sentences import Sentence, Word
 
 log = logging.getLogger(__name__)
 
-SUBTITLE_EXTENSIONS = (".srt", ".vtt")  # in order of preference when both exist
+# Discovered next to a video, in order of preference when several exist. pysubs2 also reads
+# .sub (MicroDVD: needs a frame rate, and the name is shared with binary VobSub), .txt and .json,
+# but next to a video those names are usually something else, so they are not picked up.
+SUBTITLE_EXTENSIONS = (".srt", ".vtt", ".ass", ".ssa", ".smi", ".sami", ".ttml")
+WRITE_FORMATS = ("srt", "vtt", "ass")  # what `vbsearch transcript --format` writes through pysubs2
 MAX_SIDECAR_BYTES = 50_000_000  # a larger "subtitle" file is not one; refuse to read it
 ROLLING_GAP_S = 0.05  # seconds; cues closer than this can repeat the previous cue's lines
 # A language suffix between the video stem and the extension: en, eng, en-US, pt_BR, zh-Hans.
 _LANG_RE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?$")
-# [[HH:]MM:]SS[.,fff]; fields may have stray spaces; fractions of 1-3+ digits.
-_TIME_RE = re.compile(r"^\s*(?:(\d{1,9})\s*:\s*)?(?:(\d{1,2})\s*:\s*)?(\d{1,2})(?:\s*[.,]\s*(\d{1,9}))?\s*$")
-_TAG_RE = re.compile(r"<[^>]*>|\{\\[^}]*\}")
+# WebVTT karaoke timestamps (`<00:00:03.500>`): pysubs2 keeps them in the text, and a line with
+# two of them would pass its timing-line test, so they go before it sees the text.
+_VTT_TIME_TAG_RE = re.compile(r"<[\d:.]+>")
 _ENCODINGS = ("utf-8-sig", "utf-16", "cp1252", "latin-1")  # latin-1 never fails: the last resort
+# pysubs2 formats that keep HTML entities and read on past a cue's end (see _own_lines).
+_SUBRIP_LIKE = frozenset({"srt", "vtt"})
 
 
 @dataclass(frozen=True)
@@ -40,13 +48,19 @@ class Cue:
 @dataclass(frozen=True)
 class Subtitles:
     cues: tuple[Cue, ...]  # sorted by start
-    problems: tuple[str, ...]  # human-readable notes on cues that were skipped or repaired
+    problems: tuple[str, ...]  # human-readable notes on cues that were skipped, or why none were read
+    format: str | None = None  # the pysubs2 format identifier it was read as ("srt", "ass", ...)
 
 
 # -- finding ------------------------------------------------------------------------------------------------
+def _language_part(video: Path, subtitle: Path) -> str:
+    """"en" of talk.en.srt next to talk.mp4; "" of talk.srt."""
+    return subtitle.name[len(video.stem):-len(subtitle.suffix)].strip(".")
+
+
 def sidecar_language(video: Path, subtitle: Path) -> str | None:
     """"en" for movie.en.srt next to movie.mp4; None for movie.srt."""
-    middle = subtitle.name[len(video.stem):-len(subtitle.suffix)].strip(".")
+    middle = _language_part(video, subtitle)
     if not middle or not _LANG_RE.match(middle):
         return None
     return middle.replace("_", "-").split("-")[0].lower()
@@ -55,7 +69,7 @@ def sidecar_language(video: Path, subtitle: Path) -> str | None:
 def find_sidecars(video: str | Path) -> list[Path]:
     """Subtitle files for `video` (same folder and stem, optional language suffix), best first.
 
-    Order: no suffix before a language suffix, .srt before .vtt, then by name.
+    Order: no suffix before a language suffix, then by SUBTITLE_EXTENSIONS (.srt first), then by name.
     """
     video = Path(video)
     try:
@@ -67,7 +81,7 @@ def find_sidecars(video: str | Path) -> list[Path]:
         ext = p.suffix.lower()
         if ext not in SUBTITLE_EXTENSIONS or not p.is_file() or not p.name.startswith(video.stem + "."):
             continue
-        middle = p.name[len(video.stem):-len(p.suffix)].strip(".")
+        middle = _language_part(video, p)
         if middle and not _LANG_RE.match(middle):
             continue  # movie.part2.srt belongs to another video
         found.append((bool(middle), SUBTITLE_EXTENSIONS.index(ext), p.name, p))
@@ -84,7 +98,7 @@ def pick_sidecar(video: str | Path, language: str | None = None) -> Path | None:
     return candidates[0] if candidates else None
 
 
-# -- parsing ------------------------------------------------------------------------------------------------
+# -- reading -------------------------------------------------------------------------------------------------
 def decode_text(data: bytes) -> str:
     """Bytes of a subtitle file -> text, trying UTF-8 (with or without BOM), UTF-16 with a BOM, cp1252."""
     for enc in _ENCODINGS:
@@ -97,80 +111,104 @@ def decode_text(data: bytes) -> str:
     raise AssertionError("latin-1 decodes any bytes")
 
 
-def parse_timestamp(text: str) -> float | None:
-    """Seconds for "01:02:03,456", "02:03.456", "1:02:03.4", "3.5"; None when unreadable."""
-    m = _TIME_RE.match(text)
-    if not m:
-        return None
-    a, b, s, frac = m.groups()
-    if b is None and a is not None:  # "MM:SS"
-        h, mnt = 0, int(a)
-    else:
-        h, mnt = int(a or 0), int(b or 0)
-    sec = int(s)
-    if mnt >= 60 or sec >= 60:
-        return None
-    return h * 3600 + mnt * 60 + sec + (int(frac) / 10 ** len(frac) if frac else 0.0)
+def _normalise(text: str) -> str:
+    """What pysubs2 needs cleaned first: a BOM, CR line ends (it only splits on LF), NULs, VTT time tags."""
+    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    return _VTT_TIME_TAG_RE.sub("", text)
 
 
-def clean_cue_text(lines: Sequence[str]) -> str:
+def _load(text: str, format_hint: str | None) -> pysubs2.SSAFile:
+    """pysubs2's reading of `text`: in the format it detects, else in the one the file name says."""
+    try:
+        return pysubs2.SSAFile.from_string(text)
+    except pysubs2.FormatAutodetectionError:
+        if format_hint is None:
+            raise
+        subs = pysubs2.SSAFile.from_string(text, format_=format_hint)
+        if not subs.events:
+            raise  # not that format either: report why detection failed
+        return subs
+
+
+def _own_lines(lines: list[str]) -> tuple[list[str], list[str]]:
+    """(a cue's own lines, lines pysubs2 appended to it that belong to no readable cue).
+
+    pysubs2's SubRip/WebVTT reader gives a cue every line up to the next readable timing line,
+    so a later cue whose timing is broken, a VTT NOTE or a cue id would join it. A cue's text
+    ends at its first blank line or at a line that is a timing line (the SRT number before it goes too).
+    """
+    for i, line in enumerate(lines):
+        if not line.strip() or "-->" in line:
+            cut = i - 1 if "-->" in line and i and lines[i - 1].strip().isdigit() else i
+            return lines[:cut], lines[cut:]
+    return lines, []
+
+
+def _clean(lines: Iterable[str], entities: bool) -> str:
+    """Lines of plain text -> the cue text: entities decoded (SRT/VTT), spaces collapsed, blank lines gone."""
     out = []
     for line in lines:
-        line = html.unescape(_TAG_RE.sub("", line)).replace("\u00a0", " ")
-        line = " ".join(line.split())
+        line = " ".join((html.unescape(line) if entities else line).split())
         if line:
             out.append(line)
     return "\n".join(out)
 
 
-def parse_subtitles(text: str) -> Subtitles:
-    """Cues of an SRT or WebVTT document (both handled by one tolerant line scanner)."""
-    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
-    cues: list[Cue] = []
+def _clock(ms: float) -> str:
+    return pysubs2.time.ms_to_str(ms, fractions=True)
+
+
+def _event_to_cue(event: pysubs2.SSAEvent, fmt: str | None, problems: list[str]) -> Cue | None:
+    """The cue of one pysubs2 event, or None (reported in `problems` when it is not simply empty)."""
+    when = f"cue at {_clock(event.start)}"
+    lines: list[str] = event.plaintext.split("\n")
+    rest: list[str] = []
+    if fmt in _SUBRIP_LIKE:
+        lines, rest = _own_lines(lines)
+    cue = None
+    if not 0 <= event.start <= event.end:
+        why = "ends before it starts" if event.end < event.start else "has a negative time"
+        problems.append(f"{when}: {why} (end {_clock(event.end)}); cue skipped")
+    elif text := _clean(lines, entities=fmt in _SUBRIP_LIKE):
+        cue = Cue(event.start / 1000, event.end / 1000, text)
+    problems.extend(f"{when}: the next cue's timing is unreadable ({line.strip()[:80]!r}); that cue skipped"
+                    for line in rest if "-->" in line)
+    return cue
+
+
+def _to_subtitles(subs: pysubs2.SSAFile) -> Subtitles:
     problems: list[str] = []
-    current: tuple[float, float] | None = None
-    body: list[str] = []
-    in_body = False
-
-    def finish() -> None:
-        if current is not None:
-            cue_text = clean_cue_text(body)
-            if cue_text:
-                cues.append(Cue(current[0], current[1], cue_text))
-
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if "-->" in line:
-            if in_body and body and body[-1].strip().isdigit():
-                body.pop()  # the next cue's SRT number, with no blank line before it
-            finish()
-            current, body, in_body = None, [], False
-            left, _, right = line.partition("-->")
-            right_parts = right.split()
-            start = parse_timestamp(left)
-            end = parse_timestamp(right_parts[0]) if right_parts else None  # VTT cue settings follow
-            if start is None or end is None:
-                problems.append(f"line {lineno}: unreadable timing {line.strip()[:80]!r}; cue skipped")
-                continue
-            if end < start:
-                problems.append(f"line {lineno}: cue ends before it starts ({line.strip()[:80]!r}); cue skipped")
-                continue
-            current, in_body = (start, end), True
-        elif in_body:
-            if line.strip():
-                body.append(line)
-            else:
-                in_body = False  # text after the blank line is an id, NOTE, STYLE, ...: not this cue
-    finish()
+    # Comments and SSA vector drawings are events too, but nothing anyone says.
+    cues = [c for e in subs.events if e.is_text and (c := _event_to_cue(e, subs.format, problems))]
     cues.sort(key=lambda c: (c.start, c.end))
-    return Subtitles(tuple(cues), tuple(problems))
+    return Subtitles(tuple(cues), tuple(problems), subs.format)
+
+
+def parse_subtitles(text: str, format_hint: str | None = None) -> Subtitles:
+    """Cues of a subtitle document in any format pysubs2 reads; `format_hint` when it cannot tell."""
+    text = _normalise(text)
+    if not text.strip():
+        return Subtitles((), ())  # an empty file: no speech, nothing wrong
+    try:
+        return _to_subtitles(_load(text, format_hint))
+    except pysubs2.FormatAutodetectionError as exc:
+        return Subtitles((), (f"no readable cue timing: pysubs2 cannot tell the format ({exc})"[:300],))
+    except Exception as exc:  # a third-party parser on hostile input: any error means "unreadable"
+        return Subtitles((), (f"unreadable as subtitles: {type(exc).__name__}: {exc}"[:300],))
 
 
 def read_subtitles(path: str | Path) -> Subtitles:
+    """The cues of a subtitle file; problems (too large, unreadable, skipped cues) are returned and logged."""
     path = Path(path)
-    size = path.stat().st_size
-    if size > MAX_SIDECAR_BYTES:
-        return Subtitles((), (f"{path}: {size} bytes is too large for a subtitle file; ignored",))
-    subs = parse_subtitles(decode_text(path.read_bytes()))
+    try:
+        size = path.stat().st_size
+        if size > MAX_SIDECAR_BYTES:
+            return Subtitles((), (f"{path}: {size} bytes is too large for a subtitle file; ignored",))
+        data = path.read_bytes()
+    except OSError as exc:
+        return Subtitles((), (f"{path}: cannot read: {exc}",))
+    hint = pysubs2.formats.FILE_EXTENSION_TO_FORMAT_IDENTIFIER.get(path.suffix.lower())
+    subs = parse_subtitles(decode_text(data), hint)
     for p in subs.problems:
         log.warning("%s: %s", path, p)
     return subs
@@ -215,20 +253,13 @@ def cues_to_words(cues: Iterable[Cue]) -> list[Word]:
 
 
 # -- writing -------------------------------------------------------------------------------------------------
-def format_timestamp(seconds: float, decimal: str = ",") -> str:
-    ms = max(0, int(round(seconds * 1000)))
-    h, rem = divmod(ms, 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, ms = divmod(rem, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{decimal}{ms:03d}"
-
-
-def to_srt(sentences: Iterable[Sentence]) -> str:
-    blocks = [f"{i}\n{format_timestamp(s.start)} --> {format_timestamp(s.end)}\n{s.text}\n"
-              for i, s in enumerate(sentences, start=1)]
-    return "\n".join(blocks)
-
-
-def to_vtt(sentences: Iterable[Sentence]) -> str:
-    blocks = [f"{format_timestamp(s.start, '.')} --> {format_timestamp(s.end, '.')}\n{s.text}\n" for s in sentences]
-    return "WEBVTT\n\n" + "\n".join(blocks)
+def write_subtitles(sentences: Iterable[Sentence], fmt: str) -> str:
+    """Sentences as a subtitle document in `fmt` (one of WRITE_FORMATS), written by pysubs2."""
+    if fmt not in WRITE_FORMATS:
+        raise ValueError(f"{fmt!r} is not a subtitle format this writes ({', '.join(WRITE_FORMATS)})")
+    subs = pysubs2.SSAFile()
+    for s in sentences:
+        event = pysubs2.SSAEvent(start=pysubs2.make_time(s=s.start), end=pysubs2.make_time(s=s.end))
+        event.plaintext = s.text  # "\n" -> "\N", so a line break stays one in every format
+        subs.append(event)
+    return subs.to_string(fmt)

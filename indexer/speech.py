@@ -7,7 +7,7 @@ Backends (`AsrOptions.backend`, the `--asr` flag):
     auto                 sidecar subtitles when the video has them, else faster-whisper
     faster-whisper       indexer/asr_faster_whisper.py
     whisper-timestamped  indexer/asr_whisper_timestamped.py (optional AGPL extra)
-    sidecar              indexer/sidecar.py: .srt/.vtt next to the video
+    sidecar              indexer/sidecar.py: .srt/.vtt/.ass/.ssa/.smi/.ttml next to the video (pysubs2)
     none                 no text
 A video without speech gives an empty transcript; one without audio (or without a sidecar
 when `sidecar` is forced) gives an empty transcript with `skipped_reason` set. Decoding and
@@ -136,7 +136,8 @@ def transcribe_video(path: Path, options: AsrOptions) -> Transcript:
         return Transcript((), "none", None, skipped_reason="speech disabled (--asr none)")
     if backend == "sidecar":
         if sidecar is None:
-            return Transcript((), "sidecar", None, skipped_reason="no .srt/.vtt subtitle file next to the video")
+            reason = "no subtitle file (.srt, .vtt, .ass, ...) next to the video"
+            return Transcript((), "sidecar", None, skipped_reason=reason)
         transcript = _from_sidecar(sidecar, path, options)
         if options.backend == "auto" and not transcript.sentences and transcript.problems:
             # A sidecar with nothing readable in it: recognise the speech instead, keep the notes.

@@ -1,4 +1,6 @@
-"""`vbsearch transcript VIDEO`: export a video's recognised speech as srt, vtt, json or txt.
+"""`vbsearch transcript VIDEO`: export a video's recognised speech as srt, vtt, ass, json or txt.
+
+srt, vtt and ass are written by pysubs2 (indexer/sidecar.py); json and txt are written here.
 
 When the video is in the catalog (matched by path, or VIDEO is its id) the stored sentences
 are exported; otherwise the video is transcribed now with the chosen `--asr` backend.
@@ -16,12 +18,15 @@ from vbsearch.config import Settings
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("srt", "vtt", "json", "txt")
+FORMATS = ("srt", "vtt", "ass", "json", "txt")  # the first three are sidecar.WRITE_FORMATS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", help="video file (or the id of a catalogued video)")
-    parser.add_argument("--format", choices=FORMATS, default="srt", help="output format (default: srt)")
+    parser.add_argument("--format", choices=FORMATS, default="srt",
+                        help="output format: srt, vtt or ass subtitles; json (the sentences with every field, "
+                             "and the transcript's backend, source, language and problems); txt (one sentence "
+                             "a line); default: srt")
     parser.add_argument("-o", "--output", help="write to this file instead of stdout")
     parser.add_argument("--language", help="language code for ASR / which sidecar to prefer (default: detect)")
     parser.add_argument("--fresh", action="store_true", help="transcribe now even if the catalog has the video")
@@ -42,12 +47,10 @@ def find_in_catalog(data_dir: Path, video: str):
 def render(transcript, fmt: str, video: str) -> str:
     from dataclasses import asdict
 
-    from indexer.sidecar import to_srt, to_vtt
+    from indexer.sidecar import WRITE_FORMATS, write_subtitles
 
-    if fmt == "srt":
-        return to_srt(transcript.sentences)
-    if fmt == "vtt":
-        return to_vtt(transcript.sentences)
+    if fmt in WRITE_FORMATS:
+        return write_subtitles(transcript.sentences, fmt)
     if fmt == "txt":
         return "".join(s.text + "\n" for s in transcript.sentences)
     return json.dumps({

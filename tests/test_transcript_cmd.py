@@ -1,8 +1,9 @@
-"""`vbsearch transcript`: stored sentences from the catalog, or a fresh transcript, in four formats."""
+"""`vbsearch transcript`: stored sentences from the catalog, or a fresh transcript, in five formats."""
 
 import json
 from pathlib import Path
 
+import pysubs2
 import pytest
 
 from indexer.catalog import Catalog
@@ -39,8 +40,23 @@ def test_srt_and_vtt_from_the_catalog(capsys, catalogued):
     assert code == 0
     assert out.startswith("1\n00:00:01,000 --> 00:00:02,500\nHello archive.\n\n2\n01:01:01,250 --> 01:01:03,000\n")
     code, out, _ = _run(capsys, video, "--data-dir", data, "--format", "vtt")
-    assert out.startswith("WEBVTT\n\n00:00:01.000 --> 00:00:02.500\nHello archive.")
+    assert out.startswith("WEBVTT\n\n1\n00:00:01.000 --> 00:00:02.500\nHello archive.")  # "1": a cue id
     assert [(c.start, c.text) for c in parse_subtitles(out).cues] == [(1.0, "Hello archive."), (3661.25, "One hour later.")]
+    code, out, _ = _run(capsys, video, "--data-dir", data, "--format", "ass")
+    assert code == 0 and out.startswith("[Script Info]") and "[V4+ Styles]" in out
+    assert "Dialogue: 0,0:00:01.00,0:00:02.50,Default,,0,0,0,,Hello archive.\n" in out
+
+
+@pytest.mark.parametrize("fmt", ["srt", "vtt", "ass"])
+def test_subtitle_formats_round_trip_through_pysubs2(capsys, catalogued, tmp_path, fmt):
+    data, video = catalogued
+    target = tmp_path / f"talk.{fmt}"
+    code, out, _ = _run(capsys, video, "--data-dir", data, "--format", fmt, "--output", target)
+    assert code == 0 and out == ""
+    subs = pysubs2.load(str(target))
+    assert subs.format == fmt  # detected from what was written
+    assert [(e.start, e.end, e.plaintext) for e in subs] == [(1000, 2500, "Hello archive."),
+                                                             (3661250, 3663000, "One hour later.")]
 
 
 def test_json_and_txt_from_the_catalog_by_path_or_id(capsys, catalogued, tmp_path):
