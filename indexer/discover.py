@@ -15,6 +15,7 @@ import errno
 import hashlib
 import logging
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"}
 )
+TIMECODE = re.compile(r"^\d{2}:\d{2}:\d{2}[:;.,]\d{2,3}$")  # HH:MM:SS:FF; ';' (or '.', ',') marks drop-frame
 HASH_CHUNK = 1 << 20  # bytes read from each end of a file for its id
 ID_BYTES = 10  # digest bytes -> a 20-character hex id
 
@@ -50,6 +52,7 @@ class VideoInfo:
     height: int  # pixels
     has_audio: bool  # the container has at least one audio stream
     codec: str  # video codec name, e.g. h264
+    timecode: str = ""  # the file's own start timecode (a tmcd track or a timecode tag), "" when it has none
 
 
 def is_video_name(path: Path) -> bool:
@@ -150,8 +153,19 @@ def probe(path: str | Path) -> VideoInfo:
         return VideoInfo(
             path=path, video_id=vid, size=st.st_size, mtime=st.st_mtime, duration=max(duration, 0.0), fps=fps,
             width=stream.width, height=stream.height, has_audio=bool(container.streams.audio),
-            codec=stream.codec_context.name,
+            codec=stream.codec_context.name, timecode=start_timecode(container),
         )
+
+
+def start_timecode(container) -> str:
+    """The container's start timecode: the video stream's tag, a timecode (tmcd) track's, then the file's
+    (Matroska keeps it there, as TIMECODE); "" when none is a valid HH:MM:SS:FF."""
+    streams = [*container.streams.video, *container.streams.data]
+    for metadata in [s.metadata for s in streams] + [container.metadata]:
+        for key, value in metadata.items():
+            if key.lower() == "timecode" and TIMECODE.match(str(value).strip()):
+                return str(value).strip()
+    return ""
 
 
 def _short(exc: BaseException) -> str:

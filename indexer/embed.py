@@ -79,6 +79,7 @@ def _segment_points(video: dict, clips: pl.DataFrame, sentences: pl.DataFrame, t
             "tokens": toks.reshape(-1).tolist(),
             "tokens_per_clip": int(toks.shape[1]),
             "fps": video.get("fps"),
+            "timecode": video.get("timecode") or None,  # absent from catalogs written before it was read
             "model_id": model_id,
             "catalog_stamp": video["indexed_at"],
             "indexed_at": video["indexed_at"],

@@ -13,6 +13,7 @@ Catalog schema written by ingest (see indexer/catalog.py for the files and atomi
     height        int64    source frame height, pixels
     has_audio     bool     the container has an audio stream
     codec         str      video codec, e.g. h264
+    timecode      str      the file's own start timecode, e.g. 10:00:00;00 (';' drop-frame); "" when none
     decoder       str      "decord" or "pyav": which decoder delivered the clips
     features      str      feature extractor name (model/features), e.g. objectflow
     feature_dim   int64    length of each clip's feature vector
@@ -139,6 +140,7 @@ def video_row(job: FileJob) -> dict:
         "video_id": info.video_id, "path": str(info.path), "size": int(info.size), "mtime": float(info.mtime),
         "duration": float(info.duration), "fps": float(info.fps), "width": int(info.width),
         "height": int(info.height), "has_audio": bool(info.has_audio), "codec": info.codec,
+        "timecode": info.timecode,
     }
     row.update(job.row)
     row["indexed_at"] = time.time()

@@ -26,14 +26,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", help="only moments `vbsearch tag` labelled so (the fine-tuned classifier's label)")
     parser.add_argument("--no-rerank", action="store_true", help="skip the rerank (word match and alignment head)")
     parser.add_argument("--like", metavar="SEGMENT_ID", help="more like this segment (the query is ignored)")
+    parser.add_argument("--export", metavar="FILE",
+                        help="also write the moments to FILE, in the format its extension names: .edl (CMX3600), "
+                             ".xml (Final Cut Pro 7), .fcpxml, .otio (OpenTimelineIO), .csv or .json; timelines use "
+                             "each file's own start timecode and frame rate")
 
 
 def run(args: argparse.Namespace, settings) -> int:
+    from search.export import ExportError, format_of
     from search.hits import clock
     from search.store import Filters
 
     if args.top_k < 1:
         print("vbsearch search: --top-k must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        fmt = format_of(args.export) if args.export else None
+    except ExportError as exc:
+        print(f"vbsearch search: --export: {exc}", file=sys.stderr)
         return 2
     try:
         after = datetime.fromisoformat(args.indexed_after).timestamp() if args.indexed_after else None
@@ -50,6 +60,8 @@ def run(args: argparse.Namespace, settings) -> int:
         hits = _search_here(settings, args, query, filters)
     if isinstance(hits, int):
         return hits
+    if fmt is not None and (status := _export(hits, fmt, args)):
+        return status
     if args.json:
         print(json.dumps([h.to_json() for h in hits], ensure_ascii=False))
         return 0
@@ -59,6 +71,24 @@ def run(args: argparse.Namespace, settings) -> int:
     for rank, h in enumerate(hits, 1):
         snippet = (h.text[:70] + "...") if len(h.text) > 70 else h.text
         print(f"{rank:>3}. {h.score:6.3f}  {Path(h.video).name}  {clock(h.start)}-{clock(h.end)}  {snippet}")
+        if h.why is not None:
+            print(f"{'':12}{h.why.text()}")
+    return 0
+
+
+def _export(hits: list, fmt: str, args: argparse.Namespace) -> int:
+    """Write the hits to args.export (atomically); 0, or 1 with a one-line error."""
+    from model.atomic import atomic_write
+    from search.export import ExportError, export
+
+    title = f"vbsearch: like {args.like}" if args.like else f"vbsearch: {args.query}"
+    try:
+        text = export(hits, fmt, title[:70])
+        atomic_write(args.export, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), mode=0o644)
+    except (ExportError, OSError) as exc:
+        print(f"vbsearch search: --export {args.export}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(hits)} moments to {args.export}", file=sys.stderr)
     return 0
 
 

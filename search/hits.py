@@ -1,8 +1,7 @@
-"""What a search returns, and the timecode formats used to show and export it."""
+"""What a search returns, and the clock form the UI and CSV show its times in."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -62,11 +61,3 @@ def clock(seconds: float) -> str:
     """HH:MM:SS.s, the UI's display form."""
     tenths = int(round(max(0.0, seconds) * 10))
     return f"{tenths // 36000:02d}:{tenths // 600 % 60:02d}:{tenths // 10 % 60:02d}.{tenths % 10}"
-
-
-def timecode(seconds: float, fps: float) -> str:
-    """SMPTE non-drop-frame HH:MM:SS:FF at the nearest integer frame rate."""
-    rate = max(1, int(round(fps)))
-    frames = int(math.floor(max(0.0, seconds) * rate + 0.5))  # half a frame rounds up
-    ff, total_s = frames % rate, frames // rate
-    return f"{total_s // 3600:02d}:{total_s // 60 % 60:02d}:{total_s % 60:02d}:{ff:02d}"

@@ -35,7 +35,7 @@ COMMANDS: tuple[Command, ...] = (
             "indexer.train", reads_media=True),
     Command("ui", "open the Streamlit search UI", "ui.launch"),
     Command("status", "show the data dir: catalog counts, failed files, model and index", "vbsearch.status"),
-    Command("transcript", "export a video's recognised speech as srt, vtt, json or txt", "indexer.transcript", reads_media=True),
+    Command("transcript", "export a video's recognised speech as srt, vtt, ass, json or txt", "indexer.transcript", reads_media=True),
     Command("classify", "zero-shot masked-word prediction for a video window (the paper's Task 2)", "indexer.classify", reads_media=True),
     Command("eval", "retrieval quality on a sample archive with known truth", "search.evaluate"),
     Command("serve", "serve the search engine over HTTP (OpenAPI-documented)", "search.service"),
@@ -72,7 +72,7 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     """Flags that choose how media is understood (index, train, transcript, ...)."""
     parser.add_argument("--features", choices=FEATURES, help="clip feature extractor (default: objectflow)")
     parser.add_argument("--asr", choices=ASR_BACKENDS,
-                        help="speech backend (default: auto = sidecar .srt/.vtt when present, else faster-whisper)")
+                        help="speech backend (default: auto = sidecar subtitles (.srt/.vtt/.ass/...) when present, else faster-whisper)")
     parser.add_argument("--asr-model", help="whisper model name or path (default: offline tiny.en when installed)")
     parser.add_argument("--s3d-weights", help="local S3D Kinetics-400 weights file")
 
