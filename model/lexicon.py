@@ -28,18 +28,30 @@ Artefacts, beside the VideoBERT checkpoint (`vbsearch train` writes DATA_DIR/mod
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from model.terms import TERMS, term, terms_of
+from model.terms import TERMS, term, terms_of, words_of
 
 FORMAT = "vbsearch-lexicon"
 WEIGHTS_FILE = "lexicon.safetensors"
 CONFIG_FILE = "lexicon.json"
 _PAIR_CHUNK = 4_000_000  # (word, visual word) pairs handled at once: bounds memory on big archives
+# When a word's link explains a match ("seen: red (colour)", Lexicon.evidence): the word was heard in at least
+# EVIDENCE_MIN_WINDOWS windows (fewer, and it is tied to whatever happened to be on screen: chatter's "please" to a
+# colour), the candidate holds one of its strongest visual words (a link of at least EVIDENCE_MIN_SHARE of its
+# strongest: a scale-free cut, as lifts grow with the vocabulary), and that visual word is at least three times as
+# likely on screen while the word is said as overall (lift log 3). Measured on the top-10 hits of two sample archives
+# (1.5 min / 80 steps, 3 min / 53 steps; the generator's truth; plus queries of chatter words, which name nothing):
+# precision 0.91 / 0.96 at recall 0.59 / 0.83; lift >= log 2 alone: 0.42 / 0.46 at 0.96 / 0.94; log 2 with the
+# other two: 0.91 / 0.81; 1 window instead of 3: 0.66 / 0.64 at 0.95 / 0.94.
+EVIDENCE_MIN_LINK = math.log(3)
+EVIDENCE_MIN_SHARE = 0.75
+EVIDENCE_MIN_WINDOWS = 3
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,16 @@ class LexiconOptions:
     iterations: int = 10  # EM iterations
     min_count: int = 1  # windows a word needs before it is trusted (fewer: ignored in queries)
     max_links: int = 256  # strongest visual words kept per word (a real vocabulary has 20,736)
+
+
+@dataclass(frozen=True)
+class WordLinks:
+    """The query's known words and, per candidate, each one's strongest link among its visual words."""
+    words: tuple[str, ...]  # the query's words the lexicon knows (lower-cased, the first form of each term)
+    strongest: np.ndarray  # (n_words,) float32 each word's strongest link to any visual word
+    windows: np.ndarray  # (n_words,) int64 narrated windows each word was heard in
+    links: np.ndarray  # (N, n_words) float32 the strongest link (0: none)
+    visual: np.ndarray  # (N, n_words) int64 the visual word holding it (-1: the candidate has none)
 
 
 @dataclass
@@ -106,6 +128,11 @@ class Lexicon:
         min_count times."""
         return self._row(term(word.lower()))
 
+    def heard(self, word: str) -> int:
+        """Narrated windows `word` (any form of it) was heard in; 0 for a word never heard."""
+        i = self._index.get(term(word.lower()))
+        return 0 if i is None else int(self.counts[i])
+
     def _row(self, word_term: str) -> np.ndarray | None:
         i = self._index.get(word_term)
         if i is None or self.counts[i] < self.options.min_count:
@@ -128,15 +155,52 @@ class Lexicon:
                 out[v] = out.get(v, 0.0) + link / len(rows)
         return out
 
+    def best_links(self, query: str, videos: Sequence[np.ndarray]) -> WordLinks:
+        """Each known query word's strongest link among each candidate's visual word ids, and which visual
+        word holds it: what `scores` averages and `evidence` names."""
+        known: dict[str, tuple[str, np.ndarray]] = {}  # term -> (its first form in the query, row)
+        for w in words_of(query):
+            t = term(w)
+            if t not in known and (row := self._row(t)) is not None:
+                known[t] = (w, row)
+        n = len(videos)
+        if not known:
+            return WordLinks((), np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros((n, 0), np.float32),
+                             np.zeros((n, 0), np.int64))
+        table = np.stack([row for _, row in known.values()])  # (n_query_words, n_visual)
+        links = np.zeros((n, len(known)), np.float32)
+        visual = np.full((n, len(known)), -1, np.int64)
+        for i, v in enumerate(videos):
+            ids = np.unique(np.asarray(v, np.int64).ravel())
+            if ids.size:
+                sub = table[:, ids]
+                best = sub.argmax(1)
+                links[i], visual[i] = sub[np.arange(len(known)), best], ids[best]
+        windows = self.counts[[self._index[t] for t in known]]
+        return WordLinks(tuple(form for form, _ in known.values()), table.max(1), windows, links, visual)
+
     def scores(self, query: str, videos: Sequence[np.ndarray]) -> np.ndarray:
         """(N,) for each candidate's visual word ids: the mean over the query's known words of the word's
         strongest link among them (0 when no query word is known)."""
-        rows = [r for r in (self._row(t) for t in dict.fromkeys(terms_of(query))) if r is not None]
-        if not rows:
+        found = self.best_links(query, videos)
+        if not found.words:
             return np.zeros(len(videos), np.float32)
-        table = np.stack(rows)  # (n_query_words, n_visual)
-        return np.array([table[:, np.unique(np.asarray(v, np.int64).ravel())].max(1).mean() if np.size(v) else 0.0
-                         for v in videos], np.float32)
+        return found.links.mean(1).astype(np.float32)
+
+    def evidence(self, query: str, videos: Sequence[np.ndarray], min_link: float = EVIDENCE_MIN_LINK,
+                 min_share: float = EVIDENCE_MIN_SHARE, min_windows: int = EVIDENCE_MIN_WINDOWS
+                 ) -> list[list[tuple[str, int, float]]]:
+        """Per candidate, (query word, lower-cased; visual word id; link) for each query word heard in at least
+        `min_windows` windows whose strongest link there reaches `min_link` and `min_share` of the word's
+        strongest link anywhere; strongest first."""
+        found = self.best_links(query, videos)
+        floor = np.where(found.windows >= min_windows, np.maximum(min_link, min_share * found.strongest), np.inf)
+        out = []
+        for links, visual in zip(found.links, found.visual, strict=True):
+            met = [(w, int(v), float(x)) for w, v, x, least in zip(found.words, visual, links, floor, strict=True)
+                   if x >= least and v >= 0]
+            out.append(sorted(met, key=lambda e: -e[2]))
+        return out
 
     # -- artefacts ------------------------------------------------------------------------------------
     def save(self, folder: str | Path, base_model_id: str) -> str:

@@ -9,7 +9,9 @@
              query word's strongest link among the candidate's visual words, model.lexicon)
           -> score = video similarity + 2 word match + lexicon + 0.2 P(aligned)
                      + 0.1 max(transcript similarity, 0)
-          -> top_k hits
+          -> top_k hits, each with why it matched in words (Hit.why): the query words its transcript says,
+             and those its pictures answer (the lexicon's links, model.lexicon.EVIDENCE_*, and for words the
+             lexicon cannot vouch for, the word match's, model.inference.WORD_MET_*), named by feature group
 
 Why the transcript weighs so little: the joint encoder's video vector already carries what the
 narration taught it, and a transcript term large enough to reorder the list buries the moments
@@ -32,6 +34,8 @@ The model loads once per engine; the store stays open for the engine's life.
 
 from __future__ import annotations
 
+import bisect
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -40,12 +44,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from search.hits import Hit
+from model.lexicon import EVIDENCE_MIN_WINDOWS
+from model.terms import term, terms_of, words_of
+from search.hits import Hit, Seen, Why
 from search.query import clean_query
 from search.store import DENSE, VISUAL, Filters, SegmentStore, point_tokens
+from ui.highlight import query_terms
 from vbsearch.config import VOCAB_DIR
 
 if TYPE_CHECKING:
+    from model.inference import WordEvidence
     from model.lexicon import Lexicon
 
 log = logging.getLogger(__name__)
@@ -108,6 +116,35 @@ def load_lexicon(model_dir: Path, model_id: str) -> Lexicon | None:
         return None
 
 
+@dataclass(frozen=True)
+class VisualGroups:
+    """Each visual word's readable feature group (model.features.group_label), from the vocabulary's ranges."""
+    starts: tuple[int, ...] = ()  # first token id of each group, ascending
+    stops: tuple[int, ...] = ()
+    labels: tuple[str, ...] = ()
+
+    def label(self, visual_id: int) -> str:
+        k = bisect.bisect_right(self.starts, visual_id) - 1
+        return self.labels[k] if k >= 0 and visual_id < self.stops[k] else "visual"
+
+    @classmethod
+    def load(cls, vocab_dir: Path) -> VisualGroups:
+        """From vocab.json's groups alone (no trees); none (every word "visual") when it is absent or unreadable."""
+        from model.features import group_label
+        from model.vocab import META_FILE
+
+        try:
+            groups = sorted((int(g["first_token"]), int(g["first_token"]) + int(g["n_words"]), str(g["name"]))
+                            for g in json.loads((vocab_dir / META_FILE).read_text())["groups"])
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("visual words unnamed in explanations: %s unreadable (%s)", vocab_dir / META_FILE, exc)
+            return cls()
+        return cls(tuple(a for a, _, _ in groups), tuple(b for _, b, _ in groups),
+                   tuple(group_label(name) for _, _, name in groups))
+
+
 def model_id_of(model_dir: Path) -> str:
     """A short id of a checkpoint's weights (their sha256), stored with every point."""
     from model.checkpoint import MODEL_FILE, read_config
@@ -127,6 +164,7 @@ class SearchEngine:
         self.model_id = model_id
         self.options = options
         self.catalog = Catalog(self.data_dir)
+        self.groups = VisualGroups.load(self.data_dir / VOCAB_DIR)
         self.last_timings: Timings | None = None
         self._catalogued: tuple[float, set[str]] | None = None
 
@@ -170,22 +208,26 @@ class SearchEngine:
         align = np.zeros(len(points), dtype=np.float32)
         s_words = np.zeros(len(points), dtype=np.float32)
         s_lexicon = np.zeros(len(points), dtype=np.float32)
+        per_word: WordEvidence | None = None  # the word match, per query word (for `why`)
         if opts.rerank:
             tokens = [point_tokens(p.payload) for p in points]
             if opts.align_weight:
                 align = self.inference.align_prob([query] * len(points), tokens)
             if opts.word_weight:
-                s_words = self.inference.word_scores(query, tokens)
+                # and per query word, for `why` (over the whole pool: WordEvidence.met compares with it)
+                s_words, per_word = self.inference.word_scores_and_evidence(query, tokens)
             if opts.lexicon_weight and self.lexicon is not None:
                 s_lexicon = self.lexicon.scores(query, tokens)
             score += opts.align_weight * align + opts.word_weight * s_words + opts.lexicon_weight * s_lexicon
-        t3 = time.perf_counter()
         order = np.argsort(-score, kind="stable")[:top_k]
+        model = None if per_word is None else (per_word.take(order), per_word.met()[order])
+        whys = self._why(query, [points[i] for i in order], model)
+        t3 = time.perf_counter()
         self.last_timings = Timings(t1 - t0, t2 - t1, t3 - t2, t3 - t0)
         return [self._hit(points[i], float(score[i]),
                           {"video": float(s_video[i]), "text": float(s_text[i]), "align": float(align[i]),
-                           "words": float(s_words[i]), "lexicon": float(s_lexicon[i])})
-                for i in order]
+                           "words": float(s_words[i]), "lexicon": float(s_lexicon[i])}, why)
+                for i, why in zip(order, whys, strict=True)]
 
     def more_like_this(self, segment_id: str, top_k: int = 10, filters: Filters | None = None) -> list[Hit]:
         found = self.store.retrieve([segment_id], with_vectors=True)
@@ -194,6 +236,43 @@ class SearchEngine:
         vec = np.asarray(found[0].vector["video"], dtype=np.float32)
         hits = self.store.search("video", vec.tolist(), top_k + 1, filters)
         return [self._hit(p, float(p.score), {"video": float(p.score)}) for p in hits if str(p.id) != segment_id][:top_k]
+
+    def _why(self, query: str, points: list, model: tuple[WordEvidence, np.ndarray] | None = None) -> list[Why]:
+        """Why each point matched, in words: the query's content words (those the card highlights, ui.highlight)
+        that its transcript says, and those its visual words answer by the narration lexicon
+        (Lexicon.evidence) or by the encoder's word match (`model`: the points' word evidence and which of it
+        meets the pictures, WordEvidence.met over the whole candidate pool; None when the word match did not run)."""
+        content = query_terms(query)
+        first: dict[str, str] = {}  # term -> the query's first form of it, in query order
+        for w in words_of(query):
+            if term(w) in content:
+                first.setdefault(term(w), w)
+        if not first or not points:
+            return [Why() for _ in points]
+        seen: list[dict[str, Seen]] = [{} for _ in points]  # per point: term -> its evidence, lexicon first
+        if self.lexicon is not None:
+            found = self.lexicon.evidence(query, [point_tokens(p.payload) for p in points])
+            for evidence_of, links in zip(seen, found, strict=True):
+                for w, v, link in links:
+                    if term(w) in first:
+                        evidence_of.setdefault(term(w), Seen(first[term(w)], self.groups.label(v), "lexicon",
+                                                             round(link, 4)))
+        if model is not None:
+            evidence, met = model
+            for k, w in enumerate(evidence.words):
+                # where the lexicon knows a word well (EVIDENCE_MIN_WINDOWS), its silence outweighs the word match
+                if term(w) in first and (self.lexicon is None or self.lexicon.heard(w) < EVIDENCE_MIN_WINDOWS):
+                    for i in np.flatnonzero(met[:, k]):
+                        seen[i].setdefault(term(w), Seen(first[term(w)], self.groups.label(int(evidence.visual[i, k])),
+                                                         "model", round(float(evidence.cosine[i, k]), 4)))
+        out = []
+        for p, evidence_of in zip(points, seen, strict=True):
+            said_terms = set(terms_of(self._text(p.payload)))
+            said = tuple(w for t, w in first.items() if t in said_terms)
+            # the lexicon's evidence first, then the word match's (a lift and a cosine do not compare); strongest first
+            ordered = sorted(evidence_of.values(), key=lambda e: (e.source != "lexicon", -e.strength))
+            out.append(Why(said, tuple(ordered)))
+        return out
 
     def _candidates(self, query: str, q: np.ndarray, opts: RankingOptions, filters: Filters | None) -> list:
         seen: dict[str, object] = {}
@@ -216,14 +295,17 @@ class SearchEngine:
                           dtype=np.float32)
         return s_video, s_text
 
-    def _hit(self, point, score: float, scores: dict[str, float]) -> Hit:
+    @staticmethod
+    def _text(p: dict) -> str:
+        # where nobody speaks, a stored generated caption (`vbsearch caption --store-missing`) stands in
+        return p.get("text") or (f"[caption] {p['caption']}" if p.get("caption") else "")
+
+    def _hit(self, point, score: float, scores: dict[str, float], why: Why | None = None) -> Hit:
         p = point.payload
         thumb = str((self.data_dir / p["thumbnail"]).resolve()) if p.get("thumbnail") else None
-        # where nobody speaks, a stored generated caption (`vbsearch caption --store-missing`) stands in
-        text = p.get("text") or (f"[caption] {p['caption']}" if p.get("caption") else "")
-        return Hit(video=p["path"], start=float(p["start"]), end=float(p["end"]), score=score, text=text,
+        return Hit(video=p["path"], start=float(p["start"]), end=float(p["end"]), score=score, text=self._text(p),
                    video_id=p["video_id"], segment_id=str(point.id), thumbnail=thumb,
-                   fps=p.get("fps"), scores=scores)
+                   fps=p.get("fps"), scores=scores, why=why)
 
     # -- the archive ------------------------------------------------------------------------------------
     def videos(self):

@@ -135,3 +135,30 @@ def test_a_query_as_visual_words_averages_its_known_words_links():
     for v, weight in q.items():
         assert weight == pytest.approx((red[v] + square[v]) / 2, rel=1e-5)
     assert lex.query_vector("nothing heard here") == {}
+
+
+def test_evidence_names_each_known_words_strongest_visual_word_and_its_group():
+    from search.engine import VisualGroups
+
+    lex = Lexicon.fit(*_windows(), N_VISUAL)
+    groups = VisualGroups((0, 3, 6), (3, 6, 9), ("colour", "shape", "motion"))
+    green_cross_left, red_circle_up = np.array([[1, 5, 6]] * 2), np.array([[0, 3, 8]])
+    found = lex.evidence("a GREEN cross moving left, purple", [green_cross_left, red_circle_up, np.zeros((0, 3))])
+    assert [(w, v, groups.label(v)) for w, v, _ in found[0]] == \
+        [(w, v, g) for w, v, g in sorted([("green", 1, "colour"), ("cross", 5, "shape"), ("left", 6, "motion")],
+                                         key=lambda e: -lex.row(e[0])[e[1]])]  # strongest first
+    assert all(link >= lexicon_module.EVIDENCE_MIN_LINK for _, _, link in found[0])
+    # the red circle going up shows none of the query's words: nothing links at lift log 2 or more
+    assert found[1] == [] and found[2] == []  # and nothing at all without visual words
+    assert lex.evidence("purple unicorn", [green_cross_left]) == [[]]  # words the lexicon never heard
+    texts, visual = _windows()
+    texts = [t + " zebra" if v[0, 0] == 1 else t for t, v in zip(texts, visual, strict=True)][:12]  # a green word
+    few = Lexicon.fit(texts, visual[:12], N_VISUAL)
+    heard = few.heard("zebra")
+    assert 0 < heard and few.row("zebra")[1] == few.row("zebra").max()
+    assert [w for w, _, _ in few.evidence("zebra", [green_cross_left], min_windows=heard)[0]] == ["zebra"]
+    assert few.evidence("zebra", [green_cross_left], min_windows=heard + 1) == [[]]  # heard too seldom to vouch
+    # `scores` averages the same strongest links that `evidence` names
+    best = lex.best_links("green cross left", [green_cross_left])
+    assert lex.scores("green cross left", [green_cross_left])[0] == pytest.approx(best.links[0].mean())
+    assert best.words == ("green", "cross", "left") and best.visual[0].tolist() == [1, 5, 6]

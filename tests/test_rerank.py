@@ -79,3 +79,36 @@ def test_rerank_lifts_aligned_candidates(trained, tmp_path, component):
     # its own picks it out of all 48.
     assert np.mean(after) < np.mean(before) / 3, (after, before)
     assert np.mean(best) >= 0.9, best
+
+
+@pytest.mark.parametrize("source", ["lexicon", "model"])
+def test_the_top_hit_says_which_query_words_its_pictures_show(trained, tmp_path, source):
+    from model.features import group_label
+    from search.engine import VisualGroups
+
+    inference, lexicon = trained
+    points = []
+    for i, (c, o, m) in enumerate([(0, 0, 0), (1, 1, 1), (2, 2, 2), (3, 3, 0), (0, 1, 2), (1, 2, 0)]):
+        toks = np.asarray([clip_tokens(c, o, m)] * 2)
+        points.append(StorePoint("v", float(i * 3), {"video": np.eye(inference.embed_dim)[i].tolist()}, {
+            "path": "/archive/v.mp4", "end": float(i * 3 + 3), "duration": 3.0, "text": "", "kind": "silence",
+            "tokens": toks.reshape(-1).tolist(), "tokens_per_clip": 3, "model_id": "tiny", "indexed_at": 0.0}))
+    with SegmentStore.update(tmp_path) as writer:
+        writer.ensure(inference.embed_dim)
+        writer.upsert(points)
+    engine = SearchEngine(tmp_path, inference, SegmentStore.open(tmp_path),
+                          "tiny", lexicon=lexicon if source == "lexicon" else None)
+    n_c, n_o = len(COLOURS), len(OBJECTS)
+    labels = tuple(group_label(g) for g in ("object_colour", "object", "flow_hist"))  # colour, object, motion
+    engine.groups = VisualGroups((0, n_c, n_c + n_o), (n_c, n_c + n_o, N_VISUAL), labels)
+    try:
+        hits = engine.search(f"the {COLOURS[1]} {OBJECTS[1]} {MOTIONS[1]}", 6,
+                             options=RankingOptions(channels=("video",), candidates=6))
+    finally:
+        engine.close()
+    assert hits[0].start == 3.0  # the moment that shows all three
+    seen = {s.word: s.group for s in hits[0].why.seen}
+    assert seen == {COLOURS[1]: "colour", OBJECTS[1]: "object", MOTIONS[1]: "motion"}, hits[0].why
+    assert {s.source for s in hits[0].why.seen} == {source}
+    assert hits[0].why.said == ()  # nobody speaks
+    assert not hits[-1].why.seen or len(hits[-1].why.seen) < 3

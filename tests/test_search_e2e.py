@@ -122,6 +122,33 @@ def test_reindex_changes_nothing_then_change_and_prune(indexed_archive, tmp_path
     assert pruned and all(p["video_id"] != kept_id for p in pruned.values())
 
 
+def test_a_text_search_explains_its_hits(indexed_archive):
+    """Each hit says why it matched: the query words its transcript says (in some form), and the query words its
+    pictures answer, each named by its feature group; "more like this" has no words to explain."""
+    from model.terms import term, terms_of
+    from search.hits import Why
+
+    truth, _ = _truth(indexed_archive)
+    narrated = next(s for s in truth.values() if s["narration_kind"] == "full")
+    query = f"the {narrated['colour']} {narrated['shape']}"
+    engine = SearchEngine.open(indexed_archive.settings)
+    try:
+        hits = engine.search(query, 10)
+        like = engine.more_like_this(hits[0].segment_id, 3)
+    finally:
+        engine.close()
+    assert hits and all(h.why is not None for h in hits)
+    assert any(h.why.said for h in hits), [h.text for h in hits]
+    for h in hits:
+        assert set(h.why.said) <= {narrated["colour"], narrated["shape"]}  # not "the"
+        assert {term(w) for w in h.why.said} <= set(terms_of(h.text))
+        assert {s.word for s in h.why.seen} <= {narrated["colour"], narrated["shape"]}
+        assert {s.group for s in h.why.seen} <= {"scene", "colour", "shape", "motion"}  # objectflow's groups, named
+        assert Why.from_json(json.loads(json.dumps(h.to_json()))["why"]) == h.why  # the JSON hit carries it
+    assert any(h.why.seen for h in hits)  # the lexicon knows the fixture's colour and shape words
+    assert like and all(h.why is None for h in like)
+
+
 def test_search_with_no_index_says_so(tmp_path, capsys):
     assert main(["search", "anything", "--data-dir", str(tmp_path)]) == 1
     assert "vbsearch index" in capsys.readouterr().err

@@ -22,7 +22,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from search.engine import IndexInfo, NoIndexError, SearchEngine
-from search.hits import Hit
+from search.hits import Hit, Seen, Why
 from search.store import StoreBusyError
 from vbsearch.synth import moving_square, write_video
 
@@ -76,8 +76,9 @@ def archive(tmp_path, monkeypatch):
     Image.fromarray(np.full((9, 16, 3), 200, np.uint8)).save(thumbs / "0.jpg")
     outside = tmp_path / "elsewhere.jpg"  # a thumbnail path outside the data dir is never read
     Image.fromarray(np.zeros((9, 16, 3), np.uint8)).save(outside)
+    why = Why(("red", "ball"), (Seen("red", "colour", "lexicon", 2.1), Seen("rolling", "motion", "model", 0.41)))
     hits = [Hit(str(red), 3.0, 6.0, 0.91, "A red ball rolls to the left.", "vidred", "seg-red-1",
-                str(thumbs / "0.jpg"), 10.0, {"video": 0.42, "text": 0.8}),
+                str(thumbs / "0.jpg"), 10.0, {"video": 0.42, "text": 0.8}, why=why),
             Hit(str(blue), 1.5, 4.5, 0.55, "", "vidblue", "seg-blue-1", str(outside), 10.0)]
     hits += [Hit(str(blue), 10.0 + i, 11.0 + i, 0.5 - i / 100, f"filler {i}", "vidblue", f"seg-blue-f{i}", None, 10.0)
              for i in range(23)]
@@ -122,11 +123,45 @@ def test_search_shows_ranked_moments_with_timecodes_thumbnails_and_highlights(ar
     shown = cards(at)
     assert len(shown) == 10
     assert shown[0].startswith("**1. red&#95;ball&#46;mp4**") and "`00:00:03.0 – 00:00:06.0`" in shown[0]
-    assert "score 0.910 &nbsp; <small>(video 0.42 · text 0.80)</small>" in shown[0]  # why it matched
+    assert shown[0].endswith("score 0.910")
     assert "<mark>red</mark> <mark>ball</mark> <mark>rolls</mark> to the left" in texts(at)
     assert "(no speech in this moment)" in texts(at)
     assert len(at.image) == 1  # the outside-the-data-dir thumbnail is not shown
     assert at.query_params["q"] == "red ball rolling"  # the address bar links to this search
+
+
+def test_a_card_says_why_it_matched_and_shows_scores_on_request(archive):
+    import html
+
+    engine, _ = archive
+    at = start("red ball rolling")
+    assert not at.exception
+    lines = [html.unescape(m.value) for m in at.markdown]
+    assert "<small>said: red, ball · seen: red (colour), rolling (motion)</small>" in lines
+    assert len([v for v in lines if "said:" in v or "seen:" in v]) == 1  # the other hits carry no explanation
+    assert not any("scores:" in v for v in lines)  # the raw scores are behind the card's toggle
+    at.toggle(key="scores:seg-red-1").set_value(True).run()
+    lines = [html.unescape(m.value) for m in at.markdown]
+    assert "<small>scores: video 0.42 · text 0.80</small>" in lines
+    at.toggle(key="scores:seg-red-1").set_value(False).run()
+    assert not any("scores:" in html.unescape(m.value) for m in at.markdown)
+    # a moment without speech has no transcript score to show
+    engine.hits[0] = Hit(engine.hits[0].video, 3.0, 6.0, 0.9, "", "vidred", "seg-red-1", None, 10.0,
+                         {"video": 0.42, "text": -1.0, "lexicon": 1.5}, why=Why(seen=(Seen("red", "colour", "lexicon", 2.0),)))
+    at = start("red ball")
+    at.toggle(key="scores:seg-red-1").set_value(True).run()
+    lines = [html.unescape(m.value) for m in at.markdown]
+    assert "<small>scores: video 0.42 · lexicon 1.50</small>" in lines
+    assert "<small>seen: red (colour)</small>" in lines
+
+
+def test_an_explanation_is_escaped(archive):
+    engine, _ = archive
+    engine.hits[0] = Hit(engine.hits[0].video, 3.0, 6.0, 0.9, "", "vidred", "seg-red-1",
+                         why=Why(("<b>x</b>", "[a](javascript:alert(1))"), (Seen("**y**", "$z$", "model", 0.5),)))
+    at = start("x")
+    line = next(m.value for m in at.markdown if "said" in m.value)
+    assert "<b>" not in line and "](" not in line and "**" not in line and "$z$" not in line
 
 
 def test_query_parameter_runs_the_search(archive):

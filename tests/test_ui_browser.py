@@ -3,7 +3,7 @@
 Chromium is driven over the Chrome DevTools protocol (a websocket; no driver binary, no browser
 download). The test opens the page with `?q=...`, waits until result cards render, saves a
 screenshot (to $VBSEARCH_SCREENSHOT as well when set: that is how docs/screenshot.png is made)
-and checks the page shows results: a catalogued video's name and a timecode range.
+and checks the page shows results: a catalogued video's name, a timecode range and why it matched.
 """
 
 from __future__ import annotations
@@ -197,6 +197,10 @@ def test_ui_shows_results_for_a_query(indexed_archive, browser, tmp_path):
     first_card = text[text.index("1. "):]
     assert any(first_card.startswith(f"1. {name}") for name in names), first_card[:300]
     assert TIMECODE_RANGE.search(first_card[:200])
+    # the first card explains its match in words: query words its transcript said, or its pictures showed
+    first_card = first_card[:first_card.find("\n2. ")] if "\n2. " in first_card else first_card
+    assert re.search(r"(said|seen): \w+", first_card), first_card[:600]
+    assert "scores:" not in text  # the raw component scores wait behind each card's toggle
     assert "More like this" in text and "Download EDL" in text
     h0, m0, s0, h1, m1, s1 = (float(x) for x in caption.groups())
     length = (h1 * 3600 + m1 * 60 + s1) - (h0 * 3600 + m0 * 60 + s0)

@@ -237,21 +237,24 @@ def _hit_card(engine: SearchEngine, rank: int, hit: Hit, query: str,
         else:
             thumb_col.caption("no thumbnail")
         with body_col:
-            # Why it ranked here; a moment without speech has no transcript score to show.
-            why = " · ".join(f"{escape(k)} {v:.2f}" for k, v in hit.scores.items() if k != "text" or hit.text)
             st.markdown(f"**{rank}. {escape(Path(hit.video).name)}** &nbsp; "
-                        f"`{clock(hit.start)} – {clock(hit.end)}` &nbsp; score {hit.score:.3f}"
-                        + (f" &nbsp; <small>({why})</small>" if why else ""), unsafe_allow_html=True)
+                        f"`{clock(hit.start)} – {clock(hit.end)}` &nbsp; score {hit.score:.3f}", unsafe_allow_html=True)
+            if hit.why is not None:  # why it matched, in words (none for "more like this")
+                st.markdown(f"<small>{escape(hit.why.text())}</small>", unsafe_allow_html=True)
             if hit.text:
                 st.markdown(highlight(hit.text, query), unsafe_allow_html=True)
             else:
                 st.caption("(no speech in this moment)")
-            play, like, pick = st.columns([1, 1, 1])
+            play, like, pick, raw = st.columns([1, 1, 1, 1])
             playing = ss.playing == hit.segment_id
             play.button("⏹ Close preview" if playing else "▶ Preview", key=f"play:{hit.segment_id}",
                         on_click=_play, args=(hit.segment_id,))
             like.button("More like this", key=f"like:{hit.segment_id}", on_click=_like, args=(hit,))
             pick.checkbox("Select for export", key=f"pick:{hit.segment_id}")
+            # The ranking's component scores, on request; a moment without speech has no transcript score.
+            if hit.scores and raw.toggle("Scores", key=f"scores:{hit.segment_id}"):
+                scores = " · ".join(f"{escape(k)} {v:.2f}" for k, v in hit.scores.items() if k != "text" or hit.text)
+                st.markdown(f"<small>scores: {scores}</small>", unsafe_allow_html=True)
         if playing:
             _player(engine, hit, durations)
 

@@ -71,6 +71,28 @@ def feature_groups(name: str) -> dict[str, tuple[int, int]]:
     raise ValueError(f"unknown feature extractor {name!r} (known: {', '.join(EXTRACTORS)})")
 
 
+# Readable names of the extractors' feature groups (and the vocabulary's), for "why it matched" lines.
+GROUP_LABELS = {
+    "colour": "colour", "object_colour": "colour",  # colormotion's frame colours, objectflow's object's
+    "shape": "shape", "object_shape": "shape", "silhouette": "shape",
+    "motion": "motion", "object_motion": "motion", "flow_hist": "motion", "heading": "motion",
+    "layout": "layout", "scene": "scene",
+    "subject": "moving subject",  # colormotion: colour and edges where things move
+    "s3d": "appearance and motion", "all": "appearance and motion",  # S3D's vector; paper mode's one codebook
+}
+
+
+def group_label(name: str) -> str:
+    """A feature group's readable label: "object_colour" -> "colour", "flow_hist" -> "motion", an S3D
+    subspace ("sub0", model.vocab.SUBSPACE_PREFIX) -> "appearance and motion"; unknown names as written,
+    underscores as spaces."""
+    if name in GROUP_LABELS:
+        return GROUP_LABELS[name]
+    if name.startswith("sub") and name[3:].isdigit():
+        return "appearance and motion"  # one slice of a single-group vector (S3D): a mix of everything
+    return name.replace("_", " ")
+
+
 def create_extractor(name: str, *, device: str = "cpu", s3d_weights: str | Path | None = None) -> ClipFeatureExtractor:
     """Build the extractor `name`; `device` and `s3d_weights` matter only for s3d."""
     if name == "colormotion":
