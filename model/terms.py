@@ -22,6 +22,11 @@ _STEMMER = snowballstemmer.stemmer("english")
 # Bases English forms -ward(s) direction adverbs from ("upwards", "homeward", "seaward"); a closed list,
 # since a bare "-ward" ending is often not that suffix ("reward", "steward", "coward").
 WARD_BASES = frozenset("up down back in out home sky sea land earth east west north south left right".split())
+# Query words too common to carry what a moment shows or says (not highlighted, not explained)
+STOPWORDS = frozenset(
+    "a an and are as at be by for from in into is it its of on or over than that the their then there "
+    "these this those to under was were with".split())
+MIN_WORD_LEN = 2  # characters; shorter query words are not content words
 
 
 def words_of(text: str) -> list[str]:
@@ -41,3 +46,8 @@ def term(word: str) -> str:
 def terms_of(text: str) -> list[str]:
     """The terms of `text`'s words, in order."""
     return [term(w) for w in words_of(text)]
+
+
+def query_terms(query: str) -> set[str]:
+    """The terms of the query's content words: the ones the UI highlights and a hit's "why" names."""
+    return {term(w) for w in words_of(query) if len(w) >= MIN_WORD_LEN and w not in STOPWORDS}

@@ -45,11 +45,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from model.lexicon import EVIDENCE_MIN_WINDOWS
-from model.terms import term, terms_of, words_of
+from model.terms import query_terms, term, terms_of, words_of
 from search.hits import Hit, Seen, Why
 from search.query import clean_query
 from search.store import DENSE, VISUAL, Filters, SegmentStore, point_tokens
-from ui.highlight import query_terms
 from vbsearch.config import VOCAB_DIR
 
 if TYPE_CHECKING:

@@ -59,12 +59,24 @@ def to_json(hits: Sequence[Hit]) -> str:
     return json.dumps([h.to_json() for h in hits], indent=2, ensure_ascii=False)
 
 
-def edit_rate(fps: float | None) -> float:
-    """The SMPTE timecode rate nearest to a file's frame rate (30000/1001 for 29.97)."""
-    from opentimelineio.opentime import RationalTime
+# Rates OpenTimelineIO can write timecode at (SMPTE): whole rates, and the NTSC ones (x 1000/1001)
+SMPTE_RATES = (24.0, 25.0, 30.0, 48.0, 50.0, 60.0, 24000 / 1001, 30000 / 1001, 48000 / 1001, 60000 / 1001)
 
+
+def edit_rate(fps: float | None) -> float:
+    """The timecode rate for a file's frame rate: its own when SMPTE has it (30000/1001 for 29.97), else the
+    lowest SMPTE rate that is a whole multiple of it (15 -> 30, 12.5 -> 25: every frame starts on a timecode
+    frame, as an editor conforms it), else the nearest."""
     usable = fps if fps and math.isfinite(fps) and fps > 0 else DEFAULT_FPS
-    return RationalTime.nearest_valid_timecode_rate(usable)
+
+    def near(a: float, b: float) -> bool:
+        return abs(a - b) <= 0.0005 * b  # tighter than 1000/1001, so 29.97 and 30 stay apart
+
+    same = [r for r in SMPTE_RATES if near(usable, r)]
+    if same:
+        return same[0]
+    multiples = sorted(r for r in SMPTE_RATES if r >= usable and near(r / usable, round(r / usable)))
+    return multiples[0] if multiples else min(SMPTE_RATES, key=lambda r: abs(r - usable))
 
 
 def source_start(timecode: str | None, rate: float):

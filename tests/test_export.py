@@ -166,3 +166,10 @@ def test_cli_search_exports_what_it_found(indexed_archive, tmp_path, capsys):
         [round(h["start"] * rate) for h in found]  # no start timecode in these files: counted from zero
     assert main([*args, "--export", str(tmp_path / "selection.docx")]) == 2
     assert "the extension must be one of" in capsys.readouterr().err
+
+
+def test_edit_rate_is_the_files_own_or_a_whole_multiple():
+    assert edit_rate(29.97) == pytest.approx(NTSC) and edit_rate(NTSC) == pytest.approx(NTSC)
+    assert edit_rate(30.0) == 30 and edit_rate(25.0) == 25 and edit_rate(59.94) == pytest.approx(60000 / 1001)
+    assert edit_rate(15.0) == 30 and edit_rate(12.5) == 25 and edit_rate(10.0) == 30  # never 29.97 for 10
+    assert edit_rate(None) == 25 and edit_rate(float("nan")) == 25

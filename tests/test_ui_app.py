@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import opentimelineio as otio
 import polars as pl
 import pytest
 import streamlit as st
+from opentimelineio.opentime import to_timecode
 from streamlit.testing.v1 import AppTest
 
 from search.engine import IndexInfo, NoIndexError, SearchEngine
@@ -230,7 +232,8 @@ def downloads(monkeypatch):
 
 def test_exports_all_results_or_only_the_selected(archive, downloads):
     at = start("red ball")
-    assert set(downloads) == {"Download CSV", "Download JSON", "Download EDL"}
+    assert set(downloads) == {"Download CSV", "Download JSON", "Download EDL", "Download FCP 7 XML",
+                              "Download FCPXML", "Download OTIO"}
     assert downloads["Download CSV"]["file_name"] == "vbsearch-red-ball.csv"
     rows = list(csv.DictReader(io.StringIO(downloads["Download CSV"]["data"])))
     assert len(rows) == 10 and rows[0]["video"].endswith("red_ball.mp4")
@@ -245,13 +248,15 @@ def test_exports_all_results_or_only_the_selected(archive, downloads):
     doc = json.loads(downloads["Download JSON"]["data"])
     assert [(d["start"], d["end"], d["score"]) for d in doc] == [(3.0, 6.0, 0.91), (1.5, 4.5, 0.55)]
     assert downloads["Download JSON"]["mime"] == "application/json"
-    edl = downloads["Download EDL"]["data"].splitlines()
-    assert edl[:2] == ["TITLE: vbsearch selection", "FCM: NON-DROP FRAME"]
-    events = [line for line in edl if line[:3].isdigit()]
-    # 10 fps: 3.0 s = 00:00:03:00; the second event follows the first on the record side (01:00:03:00).
-    assert events[0].split() == ["001", "R001", "AA/V", "C", "00:00:03:00", "00:00:06:00", "01:00:00:00", "01:00:03:00"]
-    assert events[1].split() == ["002", "R002", "AA/V", "C", "00:00:01:05", "00:00:04:05", "01:00:03:00", "01:00:06:00"]
-    assert "* FROM CLIP NAME: blue_box.mp4" in edl
+    edl = downloads["Download EDL"]["data"]
+    assert edl.splitlines()[0] == "TITLE: vbsearch: red ball"
+    clips = list(otio.adapters.read_from_string(edl, "cmx_3600", rate=30).tracks[0].find_clips())
+    # 10 fps files on a 30 fps timecode (the lowest SMPTE rate that is a multiple): 3.0 s = 00:00:03:00
+    assert [(c.name, to_timecode(c.source_range.start_time, 30), to_timecode(c.source_range.end_time_exclusive(), 30))
+            for c in clips] == [("red_ball.mp4", "00:00:03:00", "00:00:06:00"), ("blue_box.mp4", "00:00:01:15", "00:00:04:15")]
+    otio_doc = otio.adapters.read_from_string(downloads["Download OTIO"]["data"], "otio_json")
+    assert [c.name for c in otio_doc.tracks[0].find_clips()] == ["red_ball.mp4", "blue_box.mp4"]
+    assert downloads["Download FCP 7 XML"]["file_name"] == "vbsearch-red-ball.xml"
 
 
 def test_preview_is_cut_from_the_moment_for_catalogued_files_only(archive):

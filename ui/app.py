@@ -20,7 +20,7 @@ from pathlib import Path
 import streamlit as st
 
 from search.engine import NoIndexError, SearchEngine
-from search.export import FORMATS, export
+from search.export import FORMATS, MEDIA_TYPES, ExportError, export
 from search.hits import Hit, clock
 from search.query import clean_query
 from search.service import thumbnail_file
@@ -36,7 +36,7 @@ MAX_RESULTS = 200  # results a query may grow to
 MAX_SEGMENT_S = 60.0  # s: the length filter's top; at the top means "no upper bound"
 FULL_VIDEO_MAX_BYTES = 100 * 1024 * 1024  # larger files are not streamed whole into the page
 INFO_TTL_S = 30  # s: how long the catalog summaries shown on the page may be stale
-EXPORT_MIME = {"csv": "text/csv", "json": "application/json", "edl": "text/plain"}
+EXPORT_LABELS = {"edl": "EDL", "xml": "FCP 7 XML", "fcpxml": "FCPXML", "otio": "OTIO", "csv": "CSV", "json": "JSON"}
 
 st.set_page_config(page_title="vbsearch", page_icon="🎞️", layout="wide")
 settings = settings_from_argv(sys.argv[1:])
@@ -269,8 +269,14 @@ def _export(hits: list[Hit], label: str) -> None:
     slug = "".join(c for c in slug if c.isalnum() or c == "-") or "results"
     for col, fmt in zip(st.columns(len(FORMATS)), FORMATS, strict=True):
         with col:
-            st.download_button(f"Download {fmt.upper()}", data=export(chosen, fmt), file_name=f"vbsearch-{slug}.{fmt}",
-                               mime=EXPORT_MIME[fmt], key=f"dl:{fmt}", on_click="ignore", width="stretch")
+            try:
+                data = export(chosen, fmt, f"vbsearch: {label}"[:70])
+            except ExportError as exc:  # e.g. an EDL of moments at two frame rates
+                st.caption(f"{EXPORT_LABELS[fmt]}: {escape(str(exc))}")
+                continue
+            st.download_button(f"Download {EXPORT_LABELS[fmt]}", data=data, file_name=f"vbsearch-{slug}.{fmt}",
+                               mime=MEDIA_TYPES[fmt], key=f"dl:{fmt}", on_click="ignore", width="stretch",
+                               help=f"the {'selected' if picked else 'shown'} moments as .{fmt}")
 
 
 def _search_tab(engine: SearchEngine, lock: threading.Lock, videos: list[dict]) -> None:

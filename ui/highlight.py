@@ -10,26 +10,16 @@ from __future__ import annotations
 
 import re
 
-from model.terms import WORD, term, words_of
+from model.terms import WORD, query_terms, term
 
 # Characters with a meaning in HTML, CommonMark, GitHub markdown or Streamlit's markdown extensions.
 _SPECIAL = frozenset("&<>\"'`*_~[](){}#+-.!|\\$:=^")
-# Query words too common to be worth highlighting.
-STOPWORDS = frozenset(
-    "a an and are as at be by for from in into is it its of on or over than that the their then there "
-    "these this those to under was were with".split())
-MIN_WORD_LEN = 2  # characters; shorter query words are not highlighted
 
 
 def escape(text: str) -> str:
     """`text` as inert markdown/HTML: special characters become references, line breaks spaces."""
     text = re.sub(r"\s+", " ", text)
     return "".join(f"&#{ord(c)};" if c in _SPECIAL else c for c in text)
-
-
-def query_terms(query: str) -> set[str]:
-    """The terms (model.terms) of the query's words worth highlighting."""
-    return {term(w) for w in words_of(query) if len(w) >= MIN_WORD_LEN and w not in STOPWORDS}
 
 
 def highlight(text: str, query: str) -> str:
