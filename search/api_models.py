@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from search.export import FORMATS as EXPORT_FORMATS
 from search.query import MAX_QUERY_CHARS, QUERY_PATTERN, clean_query
 from search.store import Filters
 
 MAX_TOP_K = 200  # hits per request
 DEFAULT_TOP_K = 10
 MAX_VIDEO_CHARS = 4096  # a path or a video id
+MAX_EXPORT = 1000  # moments per export
 
 
 def _a_json_number(v: Any) -> Any:
@@ -83,6 +85,16 @@ class LikeRequest(BaseModel):
     segment_id: uuid.UUID = Field(..., description="a hit's segment_id")
     top_k: JsonInt = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="number of hits")
     filters: SearchFilters = Field(default_factory=SearchFilters)
+
+
+class ExportRequest(BaseModel):
+    """A selection to hand to an editing tool (search.export)."""
+    model_config = ConfigDict(extra="forbid")
+    segment_ids: list[uuid.UUID] = Field(..., min_length=1, max_length=MAX_EXPORT,
+                                         description="the moments, in timeline order (hits' segment_id)")
+    format: Literal[EXPORT_FORMATS] = Field(..., description="edl (CMX3600), xml (Final Cut Pro 7), fcpxml, otio, "
+                                                              "csv or json")
+    title: str | None = Field(None, min_length=1, max_length=70, description="the timeline's name")
 
 
 class SeenOut(BaseModel):

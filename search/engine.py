@@ -228,6 +228,15 @@ class SearchEngine:
                            "words": float(s_words[i]), "lexicon": float(s_lexicon[i])}, why)
                 for i, why in zip(order, whys, strict=True)]
 
+    def segments(self, segment_ids: list[str]) -> list[Hit]:
+        """The hits of these segments, in the order given (a selection to export: no query, so score 0);
+        EngineError names the first unknown id."""
+        found = {str(p.id): p for p in self.store.retrieve(list(dict.fromkeys(segment_ids)))}
+        missing = next((i for i in segment_ids if i not in found), None)
+        if missing is not None:
+            raise EngineError(f"unknown segment {missing!r}")
+        return [self._hit(found[i], 0.0, {}) for i in segment_ids]
+
     def more_like_this(self, segment_id: str, top_k: int = 10, filters: Filters | None = None) -> list[Hit]:
         found = self.store.retrieve([segment_id], with_vectors=True)
         if not found:

@@ -238,12 +238,13 @@ def create_app(settings=None, engine_factory: Callable[[], Any] | None = None, l
     background from startup until it succeeds (EngineHolder)."""
     from fastapi import Depends, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.responses import FileResponse, JSONResponse, Response
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
     from fastapi_offline import FastAPIOffline
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from search.api_models import (
+        ExportRequest,
         Health,
         HitOut,
         IndexInfoOut,
@@ -255,6 +256,7 @@ def create_app(settings=None, engine_factory: Callable[[], Any] | None = None, l
         VideoOut,
     )
     from search.engine import EngineError, NoIndexError
+    from search.export import DEFAULT_TITLE, MEDIA_TYPES, ExportError, export
     from search.store import StoreBusyError
     from vbsearch import __version__
 
@@ -410,6 +412,25 @@ def create_app(settings=None, engine_factory: Callable[[], Any] | None = None, l
             except EngineError as exc:
                 raise HTTPException(404, str(exc)) from exc
             return {"hits": hits_out(hits), "seconds": time.perf_counter() - t0}
+
+    @app.post("/export", dependencies=guarded, tags=["search"], response_class=Response,
+              responses={**errors, 404: {"model": Problem},
+                         200: {"content": {t: {} for t in sorted(set(MEDIA_TYPES.values()))},
+                               "description": "the file, as an attachment named vbsearch-selection.FORMAT"}})
+    def export_selection(req: ExportRequest):
+        """The moments as a file for an editing tool (CMX3600 EDL, FCP 7 XML, FCPXML, OpenTimelineIO) or as
+        CSV/JSON, each clip in its file's own start timecode and frame rate."""
+        eng = engine()
+        try:
+            hits = eng.segments([str(i) for i in req.segment_ids])
+        except EngineError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        try:
+            body = export(hits, req.format, req.title or DEFAULT_TITLE)
+        except ExportError as exc:  # e.g. an EDL of moments at two frame rates
+            raise HTTPException(422, str(exc)) from exc
+        return Response(body, media_type=MEDIA_TYPES[req.format],
+                        headers={"Content-Disposition": f'attachment; filename="vbsearch-selection.{req.format}"'})
 
     @app.get("/segments/{segment_id}", response_model=SegmentOut, dependencies=guarded,
              responses={**errors, 404: {"model": Problem}}, tags=["segments"])

@@ -9,6 +9,8 @@ later, files gone from the catalog, serialised forward passes.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
 import socket
@@ -39,7 +41,8 @@ from vbsearch.config import Settings
 TOKEN = "test-token-4f1c"
 STARTUP_S = 420  # on a busy shared machine: the model loads and the store opens before the service answers ready
 EXAMPLES_PER_OPERATION = 25  # per operation and generation mode (valid, invalid)
-HIT_KEYS = {"video", "start", "end", "score", "text", "video_id", "segment_id", "thumbnail", "fps", "scores"}
+HIT_KEYS = {"video", "start", "end", "score", "text", "video_id", "segment_id", "thumbnail", "fps", "scores",
+            "timecode", "why"}
 
 
 # -- the live service ---------------------------------------------------------------------------------------------
@@ -114,7 +117,8 @@ def test_every_data_endpoint_needs_the_token(live, headers):
     with httpx.Client(base_url=live.url, headers=headers) as c:
         for r in (c.post("/search", json={"query": "ball"}), c.post("/more-like-this", json={"segment_id": some}),
                   c.get(f"/segments/{some}"), c.get(f"/segments/{some}/thumbnail"),
-                  c.get(f"/segments/{some}/preview"), c.get("/videos"), c.get("/index")):
+                  c.get(f"/segments/{some}/preview"), c.get("/videos"), c.get("/index"),
+                  c.post("/export", json={"segment_ids": [some], "format": "edl"})):
             assert r.status_code == 401, (r.request.url, r.text)
             assert r.json() == {"detail": "missing or wrong bearer token"}
             assert r.headers["www-authenticate"] == "Bearer"
@@ -127,6 +131,7 @@ def test_search_hits_carry_the_cli_fields_and_media_urls(live, first_hits):
         assert HIT_KEYS | {"thumbnail_url", "preview_url"} == set(h)
         assert h["video"] in videos and 0 <= h["start"] < h["end"]
         assert h["preview_url"] == f"/segments/{h['segment_id']}/preview"
+        assert h["timecode"] is None  # these generated files carry no start timecode
         assert h["thumbnail_url"] == (f"/segments/{h['segment_id']}/thumbnail" if h["thumbnail"] else None)
     scores = [h["score"] for h in first_hits]
     assert scores == sorted(scores, reverse=True)
@@ -197,6 +202,32 @@ def test_more_like_this(live, first_hits):
     assert bad.status_code == 422
 
 
+def test_export_hands_the_selection_over_in_the_order_given(live, first_hits):
+    import opentimelineio as otio
+
+    chosen = [first_hits[2], first_hits[0]]
+    ids = [h["segment_id"] for h in chosen]
+    with live.client() as c:
+        r = c.post("/export", json={"segment_ids": ids, "format": "otio", "title": "picks"})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-disposition"] == 'attachment; filename="vbsearch-selection.otio"'
+        timeline = otio.adapters.read_from_string(r.text, "otio_json")
+        assert timeline.name == "picks"
+        clips = list(timeline.tracks[0].find_clips())
+        assert [otio.url_utils.filepath_from_url(c.media_reference.target_url) for c in clips] == \
+            [h["video"] for h in chosen]
+        assert [c.metadata["vbsearch"]["segment_id"] for c in clips] == ids
+        r = c.post("/export", json={"segment_ids": ids, "format": "csv"})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(r.text)))
+        assert [(row["segment_id"], float(row["start"])) for row in rows] == [(h["segment_id"], h["start"]) for h in chosen]
+        missing = str(uuid.uuid4())
+        r = c.post("/export", json={"segment_ids": [ids[0], missing], "format": "edl"})
+        assert r.status_code == 404 and missing in r.json()["detail"]
+        assert c.post("/export", json={"segment_ids": ids, "format": "docx"}).status_code == 422
+        assert c.post("/export", json={"segment_ids": [], "format": "edl"}).status_code == 422
+
+
 def test_segment_details(live, first_hits):
     h = first_hits[0]
     with live.client() as c:
@@ -242,7 +273,7 @@ def test_openapi_documents_every_endpoint_and_the_bearer_scheme(live):
     doc = httpx.get(live.url + "/openapi.json").json()
     assert set(doc["paths"]) == {"/health", "/search", "/more-like-this", "/segments/{segment_id}",
                                  "/segments/{segment_id}/thumbnail", "/segments/{segment_id}/preview",
-                                 "/videos", "/index"}
+                                 "/videos", "/index", "/export"}
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     req = doc["components"]["schemas"]["SearchRequest"]
     assert req["additionalProperties"] is False
@@ -369,7 +400,7 @@ def test_no_request_makes_a_server_error(live):
     so each operation's strategy runs through hypothesis here.)"""
     schema = schemathesis.openapi.from_url(live.url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 8
+    assert len(operations) == 9
     statuses: list[int] = []
     for op, mode in ((op, mode) for op in operations for mode in schemathesis.GenerationMode):
         if mode is schemathesis.GenerationMode.NEGATIVE and not (op.body.items or op.path_parameters.items):
