@@ -246,7 +246,7 @@ class SearchEngine:
         return [self._hit(p, float(p.score), {"video": float(p.score)}) for p in hits if str(p.id) != segment_id][:top_k]
 
     def _why(self, query: str, points: list, model: tuple[WordEvidence, np.ndarray] | None = None) -> list[Why]:
-        """Why each point matched, in words: the query's content words (those the card highlights, ui.highlight)
+        """Why each point matched, in words: the query's content words (model.terms.query_terms: those the UI highlights)
         that its transcript says, and those its visual words answer by the narration lexicon
         (Lexicon.evidence) or by the encoder's word match (`model`: the points' word evidence and which of it
         meets the pictures, WordEvidence.met over the whole candidate pool; None when the word match did not run)."""
@@ -313,7 +313,7 @@ class SearchEngine:
         thumb = str((self.data_dir / p["thumbnail"]).resolve()) if p.get("thumbnail") else None
         return Hit(video=p["path"], start=float(p["start"]), end=float(p["end"]), score=score, text=self._text(p),
                    video_id=p["video_id"], segment_id=str(point.id), thumbnail=thumb,
-                   fps=p.get("fps"), scores=scores, why=why)
+                   fps=p.get("fps"), scores=scores, timecode=p.get("timecode") or None, why=why)
 
     # -- the archive ------------------------------------------------------------------------------------
     def videos(self):

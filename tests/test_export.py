@@ -173,3 +173,22 @@ def test_edit_rate_is_the_files_own_or_a_whole_multiple():
     assert edit_rate(30.0) == 30 and edit_rate(25.0) == 25 and edit_rate(59.94) == pytest.approx(60000 / 1001)
     assert edit_rate(15.0) == 30 and edit_rate(12.5) == 25 and edit_rate(10.0) == 30  # never 29.97 for 10
     assert edit_rate(None) == 25 and edit_rate(float("nan")) == 25
+
+
+def test_the_start_timecode_travels_from_the_probe_to_the_hit(media, tmp_path):
+    """ingest's catalog row -> the point's payload (indexer/embed.py copies the row's field) -> the hit."""
+    from types import SimpleNamespace
+
+    from indexer.ingest import video_row
+    from indexer.pipeline import FileJob
+    from search.engine import SearchEngine
+
+    row = video_row(FileJob(probe(media["tc"])))
+    assert row["timecode"] == "10:00:00;00" and row["fps"] == pytest.approx(NTSC)
+    payload = {"path": row["path"], "start": 12.5, "end": 18.0, "video_id": row["video_id"], "fps": row["fps"],
+               "timecode": row["timecode"]}
+    engine = SimpleNamespace(data_dir=tmp_path, _text=SearchEngine._text)
+    hit = SearchEngine._hit(engine, SimpleNamespace(id="p1", payload=payload), 0.5, {})
+    assert hit.timecode == "10:00:00;00"
+    clip = _read_back(export([hit], "otio"), "otio", NTSC).tracks[0].find_clips()[0]
+    assert to_timecode(clip.source_range.start_time, NTSC) == "10:00:12;15"
