@@ -82,9 +82,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"searches and previews run at once (default {d.max_concurrent})")
     parser.add_argument("--max-queued", type=int, default=d.max_queued, metavar="N",
                         help=f"more that wait for a turn (default {d.max_queued}); beyond them: 503 at once")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch CPU threads for the forward passes (default: one fewer than the cores, at least "
+                             "1: a core stays free for the event loop, so /health and the 503s of an overload answer "
+                             "at once)")
     parser.add_argument("--queue-wait", type=float, default=d.queue_wait_s, metavar="SECONDS",
                         help=f"longest wait for a turn or for the index to open (default {d.queue_wait_s:g}); "
                              "then 503 with Retry-After")
+
+
+def forward_threads(cores: int | None = None) -> int:
+    """Torch threads for the service's forward passes: one fewer than the cores, at least one. With every core
+    busy in a forward pass, /health waited up to 44-70 ms p99 under an overload on 2 cores; with one core free,
+    26-29 ms (bench/bench_service.py, README), for a slower single search on 2 cores (one thread instead of two)."""
+    return max(1, (cores or os.cpu_count() or 1) - 1)
 
 
 def limits_of(args: argparse.Namespace) -> ServiceLimits:
@@ -107,6 +118,12 @@ def run(args: argparse.Namespace, settings) -> int:
     except ValueError as exc:
         print(f"vbsearch serve: {exc}", file=sys.stderr)
         return 2
+    if args.threads is not None and args.threads < 1:
+        print(f"vbsearch serve: --threads must be at least 1, not {args.threads}", file=sys.stderr)
+        return 2
+    import torch
+
+    torch.set_num_threads(args.threads or forward_threads())
     if args.host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get(TOKEN_ENV):
         log.warning("serving on %s without %s: anyone who can reach the port can search", args.host, TOKEN_ENV)
     if args.host in ("0.0.0.0", "::") and not args.allow_host:

@@ -36,6 +36,7 @@ from search.guards import ServiceLimits
 from search.hits import Hit
 from search.owner import find as find_service
 from search.service import TOKEN_ENV, EngineHolder, create_app
+from vbsearch.cli import main
 from vbsearch.config import Settings
 
 TOKEN = "test-token-4f1c"
@@ -748,3 +749,11 @@ def test_docs_load_without_the_internet(tmp_path, monkeypatch):
             assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls
             for u in urls:
                 assert c.get(u).status_code == 200, u
+
+
+def test_forward_passes_leave_a_core_to_the_event_loop(tmp_path, capsys):
+    from search.service import forward_threads
+
+    assert [forward_threads(n) for n in (1, 2, 16)] == [1, 1, 15]
+    assert main(["serve", "--data-dir", str(tmp_path), "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
