@@ -20,7 +20,8 @@ concurrently; /health is answered on the event loop, so no amount of work starve
 take a turn (search.guards.WorkLimit: --max-concurrent at once, --max-queued waiting up to --queue-wait,
 then 503 with Retry-After). The model's forward passes are serialised with one lock around the inference
 object (torch modules are not safe to call from several threads at once, and with the encoder's intra-op
-threads already using every core, batching across requests would buy little on CPU). Preview cuts (x264)
+threads already using every core but one, batching across requests would buy little on CPU); the core left
+over keeps the event loop answering (forward_threads, --threads). Preview cuts (x264)
 are limited to PREVIEW_WORKERS at a time. The model and the index open once, in the background
 (EngineHolder), retried at spaced-out times while there is no index or another process holds it.
 
