@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 MAX_QUERY_CHARS = 1000  # longer queries are cut (CLI) or refused (HTTP): the encoder reads a few dozen words
-# The HTTP API's rule for a query: a character that is not white space. The same set in Python's `re` (which
-# schemathesis draws with) and Rust's `regex` (which pydantic checks with): Python's \s adds \x1c-\x1f.
-QUERY_PATTERN = r"[^\s\x1c-\x1f]"
+# The HTTP API's rule for a query: a character that is not white space (str.isspace), spelt out: `\s` differs
+# between Python's `re`, Rust's `regex` (pydantic checks with it) and ECMA-262, which OpenAPI patterns follow
+# (schemathesis drew "\u0085" from `[^\s]`: not white space to ECMA, white space to the other two).
+QUERY_PATTERN = (r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+                 r"\u3000]")
 
 
 def clean_query(text: str) -> str:

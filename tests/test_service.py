@@ -757,3 +757,25 @@ def test_forward_passes_leave_a_core_to_the_event_loop(tmp_path, capsys):
     assert [forward_threads(n) for n in (1, 2, 16)] == [1, 1, 15]
     assert main(["serve", "--data-dir", str(tmp_path), "--threads", "0"]) == 2
     assert "--threads must be at least 1" in capsys.readouterr().err
+
+
+def test_the_query_rule_is_one_set_of_white_space_for_every_regex_engine():
+    """The query's schema pattern refuses exactly the characters Python calls white space, whether Python's re
+    reads it (schemathesis draws with hypothesis, itself on re) or Rust's regex (pydantic validates with it)."""
+    import re
+
+    from pydantic import ValidationError
+
+    from search.api_models import SearchRequest
+    from search.query import QUERY_PATTERN
+
+    assert "\\s" not in QUERY_PATTERN  # ECMA-262's \s (OpenAPI's pattern dialect) is another set: no U+0085
+    spaces = [chr(c) for c in range(0x3001) if chr(c).isspace()]
+    assert "\u0085" in spaces and "\u3000" in spaces
+    for ch in spaces:
+        assert re.search(QUERY_PATTERN, ch) is None
+        with pytest.raises(ValidationError):
+            SearchRequest(query=ch)
+    for ch in ("a", "\u200b", "\x00", "é"):  # schema-valid (unprintable ones then find nothing)
+        assert re.search(QUERY_PATTERN, ch)
+        SearchRequest(query=ch)
