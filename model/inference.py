@@ -126,10 +126,7 @@ class VideoBertInference:
     @torch.inference_mode()
     def word_scores(self, text: str, videos: Sequence[np.ndarray]) -> np.ndarray:
         """(N,) word match of one text with each video's visual words (`model.videobert.word_match`)."""
-        with self._autocast():
-            tb, t = self._token_vectors(text)
-            out = [word_match(t, tb.text_mask, v, b.visual_mask)[0].float().cpu() for b, v in self._visual_vectors(videos)]
-        return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+        return self.word_scores_and_evidence(text, videos)[0]
 
     @torch.inference_mode()
     def word_evidence(self, text: str, videos: Sequence[np.ndarray]) -> WordEvidence:

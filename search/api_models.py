@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from search.export import FORMATS as EXPORT_FORMATS
+from search.export import MAX_TITLE
 from search.query import MAX_QUERY_CHARS, QUERY_PATTERN, clean_query
 from search.store import Filters
 
@@ -94,7 +95,7 @@ class ExportRequest(BaseModel):
                                          description="the moments, in timeline order (hits' segment_id)")
     format: Literal[EXPORT_FORMATS] = Field(..., description="edl (CMX3600), xml (Final Cut Pro 7), fcpxml, otio, "
                                                               "csv or json")
-    title: str | None = Field(None, min_length=1, max_length=70, description="the timeline's name")
+    title: str | None = Field(None, min_length=1, max_length=MAX_TITLE, description="the timeline's name")
 
 
 class SeenOut(BaseModel):

@@ -83,7 +83,7 @@ def _export(hits: list, fmt: str, args: argparse.Namespace) -> int:
 
     title = f"vbsearch: like {args.like}" if args.like else f"vbsearch: {args.query}"
     try:
-        text = export(hits, fmt, title[:70])
+        text = export(hits, fmt, title)
         atomic_write(args.export, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), mode=0o644)
     except (ExportError, OSError) as exc:
         print(f"vbsearch search: --export {args.export}: {exc}", file=sys.stderr)

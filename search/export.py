@@ -30,6 +30,7 @@ MEDIA_TYPES = {"csv": "text/csv", "json": "application/json", "edl": "text/plain
 DEFAULT_FPS = 25.0  # a hit whose file rate is unknown (points embedded before rates were stored)
 RECORD_START_S = 3600.0  # the timeline starts at 01:00:00:00, the editing convention
 DEFAULT_TITLE = "vbsearch selection"
+MAX_TITLE = 70  # characters of a timeline's name (a CMX3600 TITLE line holds about that many)
 
 
 class ExportError(ValueError):
@@ -101,7 +102,7 @@ def timeline(hits: Sequence[Hit], title: str = DEFAULT_TITLE, urls: bool = True)
     from opentimelineio.opentime import RationalTime, TimeRange
 
     rate = edit_rate(next((h.fps for h in hits if h.fps), None))
-    tl = otio.schema.Timeline(name=title, global_start_time=RationalTime(round(RECORD_START_S * rate), rate))
+    tl = otio.schema.Timeline(name=title[:MAX_TITLE], global_start_time=RationalTime(round(RECORD_START_S * rate), rate))
     video = otio.schema.Track(name="V1", kind=otio.schema.TrackKind.Video)
     audio = otio.schema.Track(name="A1", kind=otio.schema.TrackKind.Audio)
     reels: dict[str, str] = {}

@@ -94,8 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def forward_threads(cores: int | None = None) -> int:
     """Torch threads for the service's forward passes: one fewer than the cores, at least one. With every core
-    busy in a forward pass, /health waited up to 44-70 ms p99 under an overload on 2 cores; with one core free,
-    26-29 ms (bench/bench_service.py, README), for a slower single search on 2 cores (one thread instead of two)."""
+    busy in a forward pass, /health waited 44-70 ms p99 under an overload on 2 cores; with one core free,
+    26-48 ms (bench/bench_service.py, README), for a slower single search on 2 cores (one thread instead of two)."""
     return max(1, (cores or os.cpu_count() or 1) - 1)
 
 

@@ -270,7 +270,7 @@ def _export(hits: list[Hit], label: str) -> None:
     for col, fmt in zip(st.columns(len(FORMATS)), FORMATS, strict=True):
         with col:
             try:
-                data = export(chosen, fmt, f"vbsearch: {label}"[:70])
+                data = export(chosen, fmt, f"vbsearch: {label}")
             except ExportError as exc:  # e.g. an EDL of moments at two frame rates
                 st.caption(f"{EXPORT_LABELS[fmt]}: {escape(str(exc))}")
                 continue
